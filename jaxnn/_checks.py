@@ -1,0 +1,110 @@
+"""Argument checks shared by every jaxnn module.
+
+jaxnn checks a value only where it is concrete: a Python number, a NumPy array, or a JAX
+array outside ``jit``/``vmap``. Inside traced code the value is unknown until run time, so
+the check is skipped and the assumption is stated in the caller's docstring instead.
+Shapes and dtypes are static even under ``jit``, so shape checks always run.
+
+Every error names the argument, shows the value given and says what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def concrete(value: Any) -> np.ndarray | None:
+  """Returns ``value`` as a NumPy array, or None when it is a tracer (unknown until run)."""
+  if isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    return np.asarray(value)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    return None
+
+
+def _show(value: Any) -> str:
+  arr = np.asarray(value)
+  if arr.ndim == 0:
+    return repr(arr.item())
+  return f"array of shape {arr.shape}"
+
+
+def real_scalar(name: str, value: Any) -> Any:
+  """Checks that ``value`` is a real scalar (Python, NumPy or 0-d JAX; traced allowed)."""
+  if isinstance(value, bool) or value is None or isinstance(value, str):
+    raise TypeError(f"{name} must be a real number, got {value!r}")
+  if isinstance(value, numbers.Real):
+    return value
+  shape = np.shape(value)
+  dtype = getattr(value, "dtype", None)
+  if shape != () or dtype is None or not np.issubdtype(dtype, np.number) or np.issubdtype(
+      dtype, np.complexfloating):
+    raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} "
+                    f"with shape {shape}")
+  return value
+
+
+def in_range(name: str, value: Any, low: float | None = None, high: float | None = None,
+             *, low_open: bool = False, high_open: bool = False) -> Any:
+  """Checks ``low <= value <= high`` (or strict, per side) when ``value`` is concrete.
+
+  A NaN is always rejected. Traced values pass unchecked.
+  """
+  real_scalar(name, value)
+  arr = concrete(value)
+  if arr is None:
+    return value
+  v = float(arr)
+  ok = not np.isnan(v)
+  if ok and low is not None:
+    ok = v > low if low_open else v >= low
+  if ok and high is not None:
+    ok = v < high if high_open else v <= high
+  if not ok:
+    left = "" if low is None else f"{low} {'<' if low_open else '<='} "
+    right = "" if high is None else f" {'<' if high_open else '<='} {high}"
+    raise ValueError(f"{name} must satisfy {left}{name}{right}, got {v!r}")
+  return value
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+  """Checks that ``value`` is a Python/NumPy integer ``>= minimum`` and returns it as int."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+  if value < minimum:
+    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+  return int(value)
+
+
+def finite(name: str, value: Any) -> Any:
+  """Raises ValueError if a concrete ``value`` holds NaN or infinity."""
+  arr = concrete(value)
+  if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(
+      np.isfinite(arr)):
+    bad = np.argwhere(~np.isfinite(arr))
+    raise ValueError(f"{name} must be finite, but {len(bad)} of its {arr.size} entries are "
+                     f"NaN or infinite (first at index {tuple(int(i) for i in bad[0])})")
+  return value
+
+
+def same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
+  """Raises ValueError unless ``a`` and ``b`` have the same shape (no broadcasting)."""
+  if np.shape(a) != np.shape(b):
+    raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
+                     f"{name_a}.shape={np.shape(a)} and {name_b}.shape={np.shape(b)}")
+
+
+def lookup(kind: str, name: Any, table: dict[str, Any]) -> Any:
+  """Returns ``table[name]`` or raises ValueError listing the valid names."""
+  if not isinstance(name, str):
+    raise TypeError(f"{kind} must be a name (one of {sorted(table)}) or a function, "
+                    f"got {name!r}")
+  try:
+    return table[name]
+  except KeyError:
+    raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}") from None

@@ -1,0 +1,156 @@
+"""Weight initialisers, by name, with the ``jax.nn.initializers`` signature.
+
+Each initialiser is a function ``init(key, shape, dtype=jnp.float32) -> Array``. For a
+weight matrix, ``shape = (fan_in, fan_out)``: M = fan_in inputs to each unit, N = fan_out
+units in the layer (for higher-rank kernels the fans follow ``jax.nn.initializers``:
+the last two axes, times the receptive field).
+
+=========  ==================================  =======================================
+name       distribution                        variance
+=========  ==================================  =======================================
+zeros      0                                   0
+small      N(0, 0.01²)                         1e-4                        (seed 002)
+normal     N(0, 1)                             1                       (seeds 000, 002)
+lecun      N(0, 1/M)                           1/M                         (seed 000)
+xavier     U[−1/√M, +1/√M]                     1/(3M)                      (seed 001)
+glorot     U[−√6/√(M+N), +√6/√(M+N)]           2/(M+N)     (Glorot & Bengio 2010)
+he         N(0, 2/M)                           2/M            (He et al. 2015; seed 001)
+=========  ==================================  =======================================
+
+"N" is a plain normal: jaxnn uses ``variance_scaling(..., distribution="normal")`` rather
+than ``lecun_normal``/``he_normal``, which draw from a *truncated* normal.
+
+Erratum (seed 001): the seed prints the normalised Xavier bound as 6/√(N+M). The
+published bound, used here under the name ``glorot``, is √6/√(N+M), so that the uniform
+distribution has variance (√6)²/(3(N+M)) = 2/(N+M).
+
+``zeros``, ``small`` and ``normal`` need no fans, so they also serve as bias initialisers
+(shape ``(fan_out,)``); the others raise a ValueError for shapes of rank < 2.
+
+Example:
+  >>> w = get("he")(jax.random.key(0), (784, 256))
+  >>> w.shape, w.dtype
+  ((784, 256), dtype('float32'))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers as jinit
+
+from jaxnn import _checks
+from jaxnn.base import Array, DType, Initializer, PRNGKey, Shape
+
+
+def _check_shape(shape: Any) -> Shape:
+  if isinstance(shape, int) and not isinstance(shape, bool):
+    shape = (shape,)
+  try:
+    shape = tuple(shape)
+  except TypeError:
+    raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+  for d in shape:
+    if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+      raise ValueError(f"shape must be a tuple of non-negative ints, got {shape!r}")
+  return shape
+
+
+def gaussian(std: float) -> Initializer:
+  """N(0, std²): a plain (untruncated) normal with standard deviation ``std``.
+
+  ``std`` may be a traced value (a sweep over init scales); a concrete negative or NaN
+  ``std`` raises ValueError.
+  """
+  _checks.in_range("std", std, 0.0)
+  base = jinit.normal(stddev=1.0)
+
+  def init(key: PRNGKey, shape: Shape, dtype: DType = jnp.float32) -> Array:
+    shape = _check_shape(shape)
+    return base(key, shape, dtype) * jnp.asarray(std, dtype)
+
+  return init
+
+
+def scaled(initializer: str | Initializer, scale: float) -> Initializer:
+  """Multiplies every draw of ``initializer`` by ``scale`` (so its std by |scale|).
+
+  ``scale`` may be traced, which is how a sweep vmaps over initialisation scales while
+  the network's structure stays fixed. A concrete negative or NaN scale raises ValueError.
+  """
+  _checks.in_range("scale", scale, 0.0)
+  inner = get(initializer)
+
+  def init(key: PRNGKey, shape: Shape, dtype: DType = jnp.float32) -> Array:
+    return inner(key, shape, dtype) * jnp.asarray(scale, dtype)
+
+  return init
+
+
+def _fan_based(name: str, jax_init: Callable[..., Array]) -> Initializer:
+  """Wraps a ``variance_scaling`` initialiser with a jaxnn error for rank-1 shapes."""
+
+  def init(key: PRNGKey, shape: Shape, dtype: DType = jnp.float32) -> Array:
+    shape = _check_shape(shape)
+    if len(shape) < 2:
+      raise ValueError(
+          f"initializer {name!r} scales by the layer's fan-in, so shape must be "
+          f"(fan_in, fan_out), got shape={shape}; for biases use 'zeros', 'small' or "
+          f"'normal'")
+    return jax_init(key, shape, dtype)
+
+  init.__name__ = name
+  init.__doc__ = f"The {name!r} initialiser; see the table in jaxnn.initializers."
+  return init
+
+
+def zeros(key: PRNGKey, shape: Shape, dtype: DType = jnp.float32) -> Array:
+  """All zeros: every unit computes the same function (no symmetry breaking)."""
+  del key
+  return jnp.zeros(_check_shape(shape), dtype)
+
+
+small = gaussian(0.01)
+normal = gaussian(1.0)
+lecun = _fan_based("lecun", jinit.variance_scaling(1.0, "fan_in", "normal"))
+xavier = _fan_based("xavier", jinit.variance_scaling(1.0 / 3.0, "fan_in", "uniform"))
+glorot = _fan_based("glorot", jinit.variance_scaling(1.0, "fan_avg", "uniform"))
+he = _fan_based("he", jinit.variance_scaling(2.0, "fan_in", "normal"))
+
+
+def glorot_bound(fan_in: int, fan_out: int) -> float:
+  """ε = √6 / √(fan_in + fan_out): the half-width of the ``glorot`` uniform."""
+  return math.sqrt(6.0) / math.sqrt(fan_in + fan_out)
+
+
+def xavier_bound(fan_in: int) -> float:
+  """ε = 1 / √fan_in: the half-width of the seed's ``xavier`` uniform."""
+  return 1.0 / math.sqrt(fan_in)
+
+
+_INITIALIZERS: dict[str, Initializer] = {
+    "zeros": zeros,
+    "small": small,
+    "normal": normal,
+    "lecun": lecun,
+    "xavier": xavier,
+    "glorot": glorot,
+    "he": he,
+}
+
+NAMES = tuple(_INITIALIZERS)
+
+
+def get(name: str | Initializer) -> Initializer:
+  """Returns the initialiser called ``name``; a callable is returned unchanged.
+
+  Raises:
+    ValueError: for an unknown name (the message lists the valid ones).
+    TypeError: for anything that is neither a name nor a callable.
+  """
+  if callable(name):
+    return name
+  return _checks.lookup("initializer", name, _INITIALIZERS)
