@@ -1,0 +1,59 @@
+"""The project's promises: README quick start, CI script, public names, the main job."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import jaxnn
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
+  quick = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+  commands = re.findall(r"```bash\n(.*?)\n```", quick, re.S)
+  assert len(commands) == 2 and all("\n" not in c for c in commands)
+  assert commands[0].endswith("python -m experiments")
+  assert commands[1].endswith("python -m pytest -q")
+  extract = (ROOT / ".ci/run").read_text().split("cmd=$(", 1)[1].split(")\n", 1)[0]
+  found = subprocess.run(["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+  assert found == commands[1]
+
+
+def test_readme_examples_run():
+  namespace = {}
+  for block in re.findall(r"```python\n(.*?)```", README, re.S):
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+  assert namespace["logits"].shape == (32, 10)
+
+
+def test_public_names():
+  for name in jaxnn.__all__:
+    assert hasattr(jaxnn, name), name
+  for module, names in {
+      jaxnn.initializers: ["get", "zeros", "small", "normal", "lecun", "xavier", "glorot",
+                           "he"],
+      jaxnn.activations: ["get", "sigmoid", "tanh", "relu", "identity", "softmax"],
+      jaxnn.losses: ["quadratic", "binary_cross_entropy", "softmax_cross_entropy",
+                     "l2_penalty", "l1_penalty", "accuracy"],
+  }.items():
+    for name in names:
+      assert callable(getattr(module, name)), f"{module.__name__}.{name}"
+  assert jaxnn.Model._fields == ("init", "apply")
+
+
+def test_main_job_quick(tmp_path, capsys):
+  from experiments.__main__ import main
+
+  assert main(["--quick", "--out", str(tmp_path)]) == 0
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["digits_demo"]["test_accuracy"] > 0.9
+  assert (tmp_path / "digits_demo.png").stat().st_size > 10_000
+  assert "test_accuracy" in capsys.readouterr().out
+  with pytest.raises(SystemExit):
+    main(["no_such_experiment", "--out", str(tmp_path)])
