@@ -247,6 +247,8 @@ def mlp(sizes: Sequence[int], *, activation: str | Activation = "tanh",
   rate = _checks.concrete(dropout)
   use_dropout = rate is None or float(rate) > 0.0
   n_hidden = len(sizes) - 2
+  hidden_keys = ({"w", "gamma", "beta"} if batch_norm else
+                 {"w", "b", "gamma", "beta"} if layer_norm else {"w", "b"})
 
   def init_fn(key: PRNGKey) -> tuple[Params, State]:
     params = init_mlp(key, sizes, init, bias_init, dtype)
@@ -268,6 +270,11 @@ def mlp(sizes: Sequence[int], *, activation: str | Activation = "tanh",
     if len(params) != len(sizes) - 1:
       raise ValueError(f"params has {len(params)} layers, but this model has "
                        f"{len(sizes) - 1}")
+    for l, layer in enumerate(params):
+      want = hidden_keys if l < n_hidden else {"w", "b"}
+      if set(layer) != want:
+        raise ValueError(f"params[{l}] has entries {sorted(layer)}, but this model's layer "
+                         f"{l} has {sorted(want)}: pass params from this model's init")
     x = _check_input(params, x)
     drop = train and use_dropout
     if drop and key is None:

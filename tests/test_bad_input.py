@@ -82,6 +82,10 @@ def test_model_structure_errors():
   p, s = m.init(KEY)
   with pytest.raises(ValueError, match=r"at least 2 examples.*shape \(1, 3\)"):
     m.apply(p, s, jnp.ones((1, 4)), train=True)
+  plain = jaxnn.init_mlp(KEY, [4, 3, 2])
+  with pytest.raises(ValueError, match=r"params\[0\] has entries \['b', 'w'\].*\['beta', "
+                                       r"'gamma', 'w'\]"):
+    m.apply(plain, s, jnp.ones((2, 4)), train=False)
 
 
 @pytest.mark.parametrize("std", [-1.0, float("nan")])
