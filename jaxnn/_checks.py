@@ -99,8 +99,15 @@ def same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
                      f"{name_a}.shape={np.shape(a)} and {name_b}.shape={np.shape(b)}")
 
 
-def lookup(kind: str, name: Any, table: dict[str, Any]) -> Any:
-  """Returns ``table[name]`` or raises ValueError listing the valid names."""
+def resolve(kind: str, name: Any, table: dict[str, Any]) -> Any:
+  """Returns ``table[name]``, or ``name`` itself when it is callable.
+
+  Raises:
+    ValueError: for an unknown name; the message lists the valid ones.
+    TypeError: for anything that is neither a name nor a callable.
+  """
+  if callable(name):
+    return name
   if not isinstance(name, str):
     raise TypeError(f"{kind} must be a name (one of {sorted(table)}) or a function, "
                     f"got {name!r}")

@@ -52,6 +52,4 @@ def get(name: str | Callable[[Array], Array]) -> Activation:
     ValueError: for an unknown name (the message lists the valid ones).
     TypeError: for anything that is neither a name nor a callable.
   """
-  if callable(name):
-    return name
-  return _checks.lookup("activation", name, _ACTIVATIONS)
+  return _checks.resolve("activation", name, _ACTIVATIONS)

@@ -151,6 +151,4 @@ def get(name: str | Initializer) -> Initializer:
     ValueError: for an unknown name (the message lists the valid ones).
     TypeError: for anything that is neither a name nor a callable.
   """
-  if callable(name):
-    return name
-  return _checks.lookup("initializer", name, _INITIALIZERS)
+  return _checks.resolve("initializer", name, _INITIALIZERS)
