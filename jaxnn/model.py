@@ -238,7 +238,8 @@ def mlp(sizes: Sequence[int], *, activation: str | Activation = "tanh",
   """
   sizes = _check_sizes(sizes)
   h = activations.get(activation)
-  initializers.get(init), initializers.get(bias_init)  # fail now on unknown names
+  for name in (init, bias_init):
+    initializers.get(name)  # unknown names fail here, not at init time
   if batch_norm and layer_norm:
     raise ValueError("batch_norm and layer_norm are alternatives: set at most one of them")
   _checks.in_range("dropout", dropout, 0.0, 1.0, high_open=True)
@@ -252,14 +253,14 @@ def mlp(sizes: Sequence[int], *, activation: str | Activation = "tanh",
 
   def init_fn(key: PRNGKey) -> tuple[Params, State]:
     params = init_mlp(key, sizes, init, bias_init, dtype)
+    if not (batch_norm or layer_norm):
+      return params, {}
     running = []
     for l in range(n_hidden):
       affine, stats = normalization.init_batch_norm(sizes[l + 1], dtype)
-      if batch_norm:
-        params[l] = {"w": params[l]["w"], **affine}
-        running.append(stats)
-      elif layer_norm:
-        params[l] = {**params[l], **affine}
+      keep = {"w": params[l]["w"]} if batch_norm else params[l]
+      params[l] = {**keep, **affine}
+      running.append(stats)
     return params, ({"batch_norm": running} if batch_norm else {})
 
   def apply_fn(params: Params, state: State, x: Any, *, train: bool,
