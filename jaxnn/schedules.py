@@ -1,0 +1,166 @@
+"""Learning-rate schedules: functions ``schedule(τ) -> η_τ`` of the step count τ.
+
+Each is an optax-compatible schedule: τ may be a Python int or a traced integer, so a
+schedule runs inside ``jit``/``lax.scan`` and can be passed as ``lr`` to any optimiser.
+
+=====================================  ==================================================
+schedule                               η_τ
+=====================================  ==================================================
+constant(eta)                          η
+linear(eta0, eta_k, k)                 (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, then η_k  (seed 001)
+power_law(eta0, s, c)                  η₀ (1 + τ/s)^c                              (seed 001)
+exponential(eta0, c, s)                η₀ c^(τ/s)                                  (seed 001)
+step(eta0, factor, every)              η₀ factor^⌊τ/every⌋
+cosine_restarts(eta0, period, ...)     η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i))  (SGDR)
+cyclic(eta_min, eta_max, half_period)  triangular: η_min → η_max → η_min every 2·half_period
+=====================================  ==================================================
+
+``constant``, ``linear``, ``exponential`` and ``step`` are optax's own schedules; the
+other three have no optax equivalent of the same form and are written here.
+
+References: Loshchilov & Hutter 2017 (SGDR); Smith 2017 (cyclical learning rates).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import optax
+
+from jaxnn import _checks
+
+Schedule = Callable[[Any], Any]
+
+
+def _rate(name: str, value: Any) -> Any:
+  return _checks.in_range(name, value, 0.0)
+
+
+def _period(name: str, value: Any) -> Any:
+  return _checks.in_range(name, value, 0.0, low_open=True)
+
+
+def constant(eta: float) -> Schedule:
+  """η_τ = η for every step."""
+  return optax.constant_schedule(_rate("eta", eta))
+
+
+def linear(eta0: float, eta_k: float, k: int) -> Schedule:
+  """η_τ = (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, held at η_k afterwards (seed 001)."""
+  _rate("eta0", eta0)
+  _rate("eta_k", eta_k)
+  k = _checks.positive_int("k", k)
+  return optax.linear_schedule(eta0, eta_k, k)
+
+
+def power_law(eta0: float, s: float, c: float) -> Schedule:
+  """η_τ = η₀(1 + τ/s)^c (seed 001); c < 0 decays, like 1/τ^|c| for τ ≫ s."""
+  _rate("eta0", eta0)
+  _period("s", s)
+  _checks.real_scalar("c", c)
+
+  def schedule(count):
+    return eta0 * (1.0 + jnp.asarray(count, jnp.result_type(float)) / s) ** c
+
+  return schedule
+
+
+def exponential(eta0: float, c: float, s: float) -> Schedule:
+  """η_τ = η₀ c^(τ/s) (seed 001): multiplied by c every s steps, smoothly."""
+  _rate("eta0", eta0)
+  _checks.in_range("c", c, 0.0, low_open=True)
+  _period("s", s)
+  return optax.exponential_decay(eta0, transition_steps=s, decay_rate=c)
+
+
+def step(eta0: float, factor: float, every: int) -> Schedule:
+  """η_τ = η₀ factor^⌊τ/every⌋: multiplied by ``factor`` once every ``every`` steps."""
+  _rate("eta0", eta0)
+  _checks.in_range("factor", factor, 0.0, low_open=True)
+  every = _checks.positive_int("every", every)
+  return optax.exponential_decay(eta0, transition_steps=every, decay_rate=factor,
+                                 staircase=True)
+
+
+def cosine_restarts(eta0: float, period: int, t_mult: float = 1.0,
+                    eta_min: float = 0.0) -> Schedule:
+  """SGDR: cosine decay from η₀ to η_min over T_i steps, then a warm restart at η₀.
+
+  Cycle i lasts T_i = period · t_mult^i steps and starts at
+  S_i = period (t_mult^i − 1)/(t_mult − 1) (S_i = i·period when t_mult = 1). Within it,
+  with τ_cur = τ − S_i: η_τ = η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i)).
+
+  Args:
+    eta0: η₀ ≥ η_min ≥ 0, the rate at every restart.
+    period: T_0 ≥ 1, the first cycle's length in steps.
+    t_mult: growth factor of the cycle length, ≥ 1.
+    eta_min: the rate each cycle decays to.
+  """
+  _rate("eta0", eta0)
+  _rate("eta_min", eta_min)
+  period = _checks.positive_int("period", period)
+  _checks.in_range("t_mult", t_mult, 1.0)
+  if eta_min > eta0:
+    raise ValueError(f"eta_min must be at most eta0={eta0}, got eta_min={eta_min}")
+
+  def start(i):
+    if t_mult == 1.0:
+      return period * i
+    return period * (t_mult**i - 1.0) / (t_mult - 1.0)
+
+  def schedule(count):
+    tau = jnp.asarray(count, jnp.result_type(float))
+    if t_mult == 1.0:
+      i = jnp.floor(tau / period)
+    else:
+      i = jnp.floor(jnp.log1p(tau * (t_mult - 1.0) / period) / math.log(t_mult))
+      # correct the logarithm's round-off at cycle boundaries
+      i = jnp.where(start(i + 1) <= tau, i + 1, i)
+      i = jnp.where(start(i) > tau, i - 1, i)
+    length = period * t_mult**i
+    progress = (tau - start(i)) / length
+    return eta_min + 0.5 * (eta0 - eta_min) * (1.0 + jnp.cos(jnp.pi * progress))
+
+  return schedule
+
+
+def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
+  """Triangular cyclic rate: up from η_min to η_max over ``half_period`` steps, back down.
+
+  η_τ = η_min + (η_max − η_min) · max(0, 1 − |τ/h − 2⌊τ/(2h)⌋ − 1|) with h = half_period,
+  i.e. η_min at τ = 0, 2h, 4h, ... and η_max at τ = h, 3h, ...
+  """
+  _rate("eta_min", eta_min)
+  _rate("eta_max", eta_max)
+  half_period = _checks.positive_int("half_period", half_period)
+  if eta_min > eta_max:
+    raise ValueError(f"eta_min must be at most eta_max={eta_max}, got eta_min={eta_min}")
+
+  def schedule(count):
+    tau = jnp.asarray(count, jnp.result_type(float))
+    x = jnp.abs(tau / half_period - 2.0 * jnp.floor(tau / (2.0 * half_period)) - 1.0)
+    return eta_min + (eta_max - eta_min) * jnp.maximum(0.0, 1.0 - x)
+
+  return schedule
+
+
+_SCHEDULES = {
+    "constant": constant,
+    "linear": linear,
+    "power_law": power_law,
+    "exponential": exponential,
+    "step": step,
+    "cosine_restarts": cosine_restarts,
+    "cyclic": cyclic,
+}
+
+NAMES = tuple(_SCHEDULES)
+
+
+def get(name: str | Schedule, **kwargs: Any) -> Schedule:
+  """Builds the schedule called ``name`` with ``kwargs``; a callable is returned as is."""
+  if callable(name):
+    return name
+  return _checks.resolve("schedule", name, _SCHEDULES)(**kwargs)
