@@ -2,28 +2,42 @@
 
 The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.activations`, :mod:`~jaxnn.initializers`, :mod:`~jaxnn.model`,
-:mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`.
+:mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
+:mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
+:mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`.
 """
 
-from jaxnn import activations, base, datasets, initializers, losses, model, normalization
+from jaxnn import (activations, base, checkpoint, datasets, initializers, losses, model,
+                   normalization, optimizers, plotting, schedules, train)
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
+from jaxnn.train import FitResult, Hook, fit, make_step, objective
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitResult",
+    "Hook",
     "Model",
     "activations",
     "base",
+    "checkpoint",
     "datasets",
     "dropout",
+    "fit",
     "forward",
     "hidden_stats",
     "init_mlp",
     "initializers",
     "losses",
+    "make_step",
     "mlp",
     "model",
     "normalization",
+    "objective",
+    "optimizers",
+    "plotting",
+    "schedules",
+    "train",
     "weight_mask",
 ]

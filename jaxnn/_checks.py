@@ -10,8 +10,9 @@ Every error names the argument, shows the value given and says what was expected
 
 from __future__ import annotations
 
+import inspect
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -115,3 +116,15 @@ def resolve(kind: str, name: Any, table: dict[str, Any]) -> Any:
     return table[name]
   except KeyError:
     raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}") from None
+
+
+def keywords(kind: str, name: str, fn: Callable, given: dict, skip: tuple = ()) -> None:
+  """Raises TypeError naming what ``fn`` takes when ``given`` has unknown or misses
+  required keyword arguments (``skip``: arguments the caller supplies itself)."""
+  params = {p: v for p, v in inspect.signature(fn).parameters.items() if p not in skip}
+  unknown = sorted(set(given) - set(params))
+  missing = sorted(p for p, v in params.items()
+                   if v.default is inspect.Parameter.empty and p not in given)
+  if unknown or missing:
+    problem = f"got unknown {unknown}" if unknown else f"is missing {missing}"
+    raise TypeError(f"{kind} {name!r} takes {list(params)}; the call {problem}")

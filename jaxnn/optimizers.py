@@ -284,10 +284,7 @@ def get(name: str, lr: LR, **hyper: Any) -> optax.GradientTransformation:
     TypeError: a hyperparameter the optimiser does not take (the valid ones are listed).
   """
   fn = _checks.resolve("optimizer", name, _OPTIMIZERS)
-  valid = [p for p in inspect.signature(fn).parameters if p != "lr"]
-  unknown = sorted(set(hyper) - set(valid))
-  if unknown:
-    raise TypeError(f"optimizer {name!r} takes hyperparameters {valid}, got {unknown}")
+  _checks.keywords("optimizer", name, fn, hyper, skip=("lr",))
   return fn(lr, **hyper)
 
 

@@ -163,4 +163,6 @@ def get(name: str | Schedule, **kwargs: Any) -> Schedule:
   """Builds the schedule called ``name`` with ``kwargs``; a callable is returned as is."""
   if callable(name):
     return name
-  return _checks.resolve("schedule", name, _SCHEDULES)(**kwargs)
+  fn = _checks.resolve("schedule", name, _SCHEDULES)
+  _checks.keywords("schedule", name, fn, kwargs)
+  return fn(**kwargs)

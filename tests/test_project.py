@@ -30,6 +30,7 @@ def test_readme_examples_run():
   for block in re.findall(r"```python\n(.*?)```", README, re.S):
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
   assert namespace["logits"].shape == (32, 10)
+  assert float(namespace["result"].history["eval"]["accuracy"][-1]) > 0.9
 
 
 def test_public_names():
@@ -41,10 +42,17 @@ def test_public_names():
       jaxnn.activations: ["get", "sigmoid", "tanh", "relu", "identity", "softmax"],
       jaxnn.losses: ["quadratic", "binary_cross_entropy", "softmax_cross_entropy",
                      "l2_penalty", "l1_penalty", "accuracy"],
+      jaxnn.optimizers: ["get", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"],
+      jaxnn.schedules: ["constant", "linear", "power_law", "exponential", "step",
+                        "cosine_restarts", "cyclic"],
+      jaxnn.train: ["fit", "objective", "make_step"],
   }.items():
     for name in names:
       assert callable(getattr(module, name)), f"{module.__name__}.{name}"
   assert jaxnn.Model._fields == ("init", "apply")
+  assert jaxnn.Hook._fields == ("init", "update", "every")
+  assert jaxnn.FitResult._fields == ("params", "state", "opt_state", "history", "diverged",
+                                     "diverged_at")
 
 
 def test_main_job_quick(tmp_path, capsys):
