@@ -396,8 +396,8 @@ def fit(objective: Callable, params: Params, optimizer: optax.GradientTransforma
                  tuple(h.init(params) for _, h in hooks))
   args = (data, eval_data, shuffle_key, step_key)
   start, chunks = 0, []
-  ys_shape = jax.eval_shape(run, carry, *args, jnp.int32(stop))[1]
   if checkpoint is not None and resume and Path(checkpoint).exists():
+    ys_shape = jax.eval_shape(run, carry, *args, jnp.int32(stop))[1]
     carry, prefix, start = _restore(checkpoint, carry, ys_shape, total, key)
     chunks.append(prefix)
   bar = None
@@ -421,6 +421,7 @@ def fit(objective: Callable, params: Params, optimizer: optax.GradientTransforma
 
 
 def _concat(chunks: list, length: int) -> Any:
+  """The per-step records of the first ``length`` steps, from the chunks' outputs."""
   if not chunks:
     return None
   joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *chunks)
@@ -428,8 +429,7 @@ def _concat(chunks: list, length: int) -> Any:
 
 
 def _result(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
-  ys = _concat(chunks, done)
-  record, evals, hook_records = ys if ys is not None else (None, None, ())
+  record, evals, hook_records = _concat(chunks, done)
   history = {"loss": record.loss, "grad_norm": record.grad_norm, "lr": record.lr}
   if eval_data is not None:
     steps = np.arange(0, done, cfg.eval_every)
