@@ -18,9 +18,14 @@ import jax
 import numpy as np
 
 
+def is_traced(tree: Any) -> bool:
+  """True when any leaf of ``tree`` is a tracer: a value unknown until run time."""
+  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+
+
 def concrete(value: Any) -> np.ndarray | None:
   """Returns ``value`` as a NumPy array, or None when it is a tracer (unknown until run)."""
-  if isinstance(value, jax.core.Tracer):
+  if is_traced(value):
     return None
   try:
     return np.asarray(value)

@@ -280,10 +280,6 @@ def _num_rows(data: Any) -> int:
   return rows.pop()
 
 
-def _is_traced(tree: Any) -> bool:
-  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
-
-
 def _normalize_hooks(hooks: Any) -> tuple:
   items = hooks.items() if isinstance(hooks, dict) else (
       (f"hook_{i}", h) for i, h in enumerate(hooks))
@@ -369,7 +365,7 @@ def fit(objective: Callable, params: Params, optimizer: optax.GradientTransforma
   stop = total if until is None else _checks.positive_int("until", until)
   if stop > total:
     raise ValueError(f"until must be at most the run's {total} steps, got {until}")
-  traced = _is_traced((params, data, key))
+  traced = _checks.is_traced((params, data, key))
   if traced and (checkpoint is not None or progress):
     raise ValueError("checkpoint and progress need concrete values: they are not "
                      "available when fit runs inside jit or vmap")
