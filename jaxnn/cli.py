@@ -1,4 +1,5 @@
-"""The ``jaxnn`` command: train a model on a built-in dataset (``jaxnn train --help``).
+"""The ``jaxnn`` command: ``jaxnn train`` trains a model on a built-in dataset; ``jaxnn
+hessian`` takes one to a minimum and analyses its exact Hessian (``jaxnn COMMAND --help``).
 
 Every run writes ``results.json`` (the settings and the key numbers) and figures into
 ``--out``. Bad option values end the command with one line naming the option, exit 2.
@@ -8,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
-from jaxnn import activations, datasets, initializers, losses, optimizers, plotting, schedules
+from jaxnn import (activations, checkpoint, datasets, hessian, initializers, losses, optimizers,
+                   plotting, schedules)
 from jaxnn import train as training
 
 DATASETS = ("digits", "moons", "spirals")
@@ -63,13 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("train", help="train an MLP on a built-in dataset",
                      description="Train an MLP on a built-in dataset; all steps run in one "
                                  "compiled program. Writes results.json and training.png.")
-  data = p.add_argument_group("data")
-  data.add_argument("--dataset", choices=DATASETS, default="digits",
-                    help="digits: 1,797 8x8 images (bundled with scikit-learn); moons, "
-                         "spirals: generated 2-D problems (default: %(default)s)")
-  data.add_argument("--n", type=int, default=600, help="points for moons/spirals")
-  data.add_argument("--test-fraction", type=float, default=0.2,
-                    help="held-out share of the data (default: %(default)s)")
+  _data_options(p, "digits")
   model = p.add_argument_group("model")
   model.add_argument("--hidden", type=_widths, default=(128,),
                      help="hidden widths, comma-separated (default: 128)")
@@ -105,8 +103,61 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--out", type=Path, default=Path("results/train"),
                    help="output folder (default: %(default)s)")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
-  p.set_defaults(subparser=p)
+  p.set_defaults(subparser=p, run=train_command, report=_report_train)
+  _hessian_parser(sub)
   return parser
+
+
+def _data_options(p: argparse.ArgumentParser, default: str) -> None:
+  data = p.add_argument_group("data")
+  data.add_argument("--dataset", choices=DATASETS, default=default,
+                    help="digits: 1,797 8x8 images (bundled with scikit-learn); moons, "
+                         "spirals: generated 2-D problems (default: %(default)s)")
+  data.add_argument("--n", type=int, default=600, help="points for moons/spirals")
+  data.add_argument("--test-fraction", type=float, default=0.2,
+                    help="held-out share of the data (default: %(default)s)")
+
+
+def _hessian_parser(sub) -> None:
+  p = sub.add_parser(
+      "hessian", help="exact Hessian spectrum and convergence-rate check at a minimum",
+      description="Train a tanh MLP to a minimum of softmax cross-entropy + (c/2)‖θ‖² "
+                  "(Adam, then Newton steps on the exact Hessian), or load one; print "
+                  "λmin, λmax, κ and the learning-rate thresholds; run gradient descent "
+                  "from a small perturbation and compare each eigendirection's observed "
+                  "rate with 1 − ηλ. Writes results.json, minimum.ckpt, spectrum.png, "
+                  "rates.png and directions.png.")
+  _data_options(p, "moons")
+  p.set_defaults(n=200)
+  model = p.add_argument_group("model")
+  model.add_argument("--hidden", type=_widths, default=(8, 8),
+                     help="hidden widths, comma-separated (default: 8,8; keep the "
+                          "parameter count to a few thousand)")
+  model.add_argument("--activation", choices=activations.NAMES, default="tanh")
+  model.add_argument("--init", choices=initializers.NAMES, default="lecun")
+  model.add_argument("--l2", type=float, default=1e-2,
+                     help="c in + (c/2)‖θ‖² over every parameter, biases included: "
+                          "with c > 0 the minimum is strict (default: %(default)s)")
+  model.add_argument("--params", type=Path, default=None,
+                     help="start from these params (a minimum.ckpt written by an earlier "
+                          "run with the same dataset and widths) instead of a fresh init")
+  search = p.add_argument_group("minimum")
+  search.add_argument("--steps", type=int, default=2000, help="Adam steps before Newton")
+  search.add_argument("--adam-lr", type=float, default=1e-2)
+  check = p.add_argument_group("rate check")
+  check.add_argument("--lr", default="optimal",
+                     help="η for the check: 'optimal' (2/(λmin+λmax)), 'top' (1/λmax), "
+                          "'xK' (K × 2/λmax, e.g. x0.95 or x1.02), or a number")
+  check.add_argument("--momentum", type=float, default=0.0, help="μ (0: plain descent)")
+  check.add_argument("--nesterov", action="store_true")
+  check.add_argument("--check-steps", type=int, default=40, help="descent steps to fit")
+  run = p.add_argument_group("run")
+  run.add_argument("--float32", action="store_true",
+                   help="work in float32 (default float64: the rate check needs it)")
+  run.add_argument("--seed", type=int, default=0)
+  run.add_argument("--out", type=Path, default=Path("results/hessian"),
+                   help="output folder (default: %(default)s)")
+  p.set_defaults(subparser=p, run=hessian_command, report=_report_hessian)
 
 
 def _load(args) -> tuple[datasets.Dataset, datasets.Dataset, int]:
@@ -159,8 +210,7 @@ def train_command(args) -> dict:
   history = result.history
   ev = history["eval"]
   results = {
-      "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                   if k not in ("command", "subparser")},
+      "settings": _settings(args),
       "sizes": list(sizes),
       "steps": int(history["loss"].shape[0]),
       "final_train_loss": float(history["loss"][-1]),
@@ -180,19 +230,162 @@ def train_command(args) -> dict:
   return results
 
 
+def _settings(args) -> dict:
+  return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+          if k not in ("command", "subparser", "run", "report")}
+
+
+def _check_lr(text: str, spec: hessian.Spectrum) -> float:
+  """η from ``--lr``: optimal, top, xK (K × 2/λmax) or a number."""
+  if text == "optimal":
+    if not math.isfinite(spec.optimal_lr):
+      raise ValueError(f"--lr optimal needs a strict minimum, but the point is "
+                       f"{spec.kind}; give a number or xK")
+    return spec.optimal_lr
+  if text == "top":
+    return spec.lr_top
+  try:
+    return float(text[1:]) * spec.stability_threshold if text.startswith("x") else float(
+        text)
+  except ValueError:
+    raise ValueError(f"--lr must be 'optimal', 'top', 'xK' or a number, got {text!r}") from None
+
+
+def hessian_command(args) -> dict:
+  """Runs ``jaxnn hessian``; returns the results it writes."""
+  with jax.enable_x64(not args.float32):
+    return _hessian_run(args)
+
+
+def _hessian_run(args) -> dict:
+  for name in ("steps", "check_steps"):
+    _checks_nonnegative(name, getattr(args, name))
+  train_set, _, classes = _load(args)
+  dtype = jnp.float32 if args.float32 else jnp.float64
+  x = jnp.asarray(train_set.x, dtype)
+  y = train_set.y
+  sizes = (x.shape[1], *args.hidden, classes)
+  params = jaxnn.init_mlp(jax.random.key(args.seed + 1), sizes, init=args.init)
+  params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+  if args.params is not None:
+    params, _ = checkpoint.load(args.params, like=params)
+  l2, activation = float(args.l2), args.activation
+  if not l2 >= 0:
+    raise ValueError(f"--l2 must be >= 0, got {args.l2}")
+
+  def loss_fn(p):
+    data = losses.softmax_cross_entropy(jaxnn.forward(p, x, activation=activation), y)
+    return data + 0.5 * l2 * sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(p))
+
+  start = time.perf_counter()
+  found = hessian.find_minimum(loss_fn, params, steps=args.steps, lr=args.adam_lr)
+  spec = found.spectrum
+  lr = _check_lr(args.lr, spec)
+  check = hessian.check_rates(loss_fn, found.params, lr, args.check_steps, mu=args.momentum,
+                              nesterov=args.nesterov, spec=spec)
+  seconds = time.perf_counter() - start
+  size = spec.eigenvalues.size
+  results = {
+      "settings": _settings(args), "sizes": list(sizes), "parameters": size,
+      "dtype": jnp.dtype(dtype).name, "loss": found.loss, "grad_norm": found.grad_norm,
+      "kind": found.kind, "report": found.report, "newton_steps": found.newton_steps,
+      "lambda_min": spec.lambda_min, "lambda_max": spec.lambda_max,
+      "condition_number": spec.condition_number, "n_negative": spec.n_negative,
+      "n_zero": spec.n_zero, "stability_threshold": spec.stability_threshold,
+      "lr_top": spec.lr_top, "optimal_lr": spec.optimal_lr,
+      "optimal_rate": spec.optimal_rate,
+      "rate_check": {
+          "lr": lr, "mu": args.momentum, "nesterov": args.nesterov,
+          "steps": args.check_steps, "max_gap": check.max_gap,
+          "measured": int(np.isfinite(check.observed).sum()),
+          "diverging": int(check.diverging.sum()),
+          "eigenvalues": spec.eigenvalues.tolist(), "predicted": check.predicted.tolist(),
+          "observed": [None if not np.isfinite(v) else float(v) for v in check.observed]},
+      "seconds": round(seconds, 3),
+  }
+  args.out.mkdir(parents=True, exist_ok=True)
+  checkpoint.save(args.out / "minimum.ckpt", found.params,
+                  metadata={"sizes": list(sizes), "dataset": args.dataset})
+  (args.out / "results.json").write_text(json.dumps(_plain(results), indent=2) + "\n")
+  name = f"{args.dataset}, {'-'.join(map(str, sizes))} {activation}, P = {size:,}"
+  plotting.save(plotting.eigenvalue_histogram(
+      spec.eigenvalues, zero_tol=spec.zero_tol,
+      marks={"λmin": spec.lambda_min, "λmax": spec.lambda_max},
+      title=f"Hessian spectrum at the {found.kind}: {name}, κ = "
+            f"{spec.condition_number:.4g}"), args.out / "spectrum.png")
+  momentum = f", μ = {args.momentum:g}{' (Nesterov)' if args.nesterov else ''}" if (
+      args.momentum) else ""
+  plotting.save(plotting.rate_check(
+      spec.eigenvalues, check.predicted, check.observed,
+      label="ρ (spectral radius)" if args.momentum else "1 − ηλ",
+      title=f"{name}: η = {lr:.4g}{momentum}, largest gap {check.max_gap:.2g}"),
+      args.out / "rates.png")
+  plotting.save(plotting.direction_decay(
+      check.alpha, spec.eigenvalues, check.predicted,
+      title=f"distance to the minimum along eigendirections, η = {lr:.4g}{momentum}"),
+      args.out / "directions.png")
+  return results
+
+
+def _plain(value):
+  """``value`` with every non-finite float written as the string "inf", "-inf" or "nan"
+  (JSON has no such numbers)."""
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+def _checks_nonnegative(name: str, value: int) -> None:
+  if value < 0:
+    raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+
+
+def _report_train(args, results: dict) -> None:
+  for key in ("steps", "final_train_loss", "test_loss", "test_accuracy", "diverged"):
+    print(f"{key}: {results[key]}")
+  print(f"wrote {args.out / 'results.json'} and {args.out / 'training.png'}")
+
+
+def _report_hessian(args, results: dict) -> None:
+  r = results
+  print(f"{r['parameters']:,} parameters ({r['dtype']}): {r['report']}")
+  print(f"loss {r['loss']:.6g}, ‖∇E‖ {r['grad_norm']:.3g}")
+  print(f"λmin {r['lambda_min']:.6g}   λmax {r['lambda_max']:.6g}   "
+        f"κ {r['condition_number']:.6g}   (negative: {r['n_negative']}, zero: {r['n_zero']})")
+  print(f"2/λmax (stability threshold) {r['stability_threshold']:.6g}   1/λmax "
+        f"{r['lr_top']:.6g}   η* = 2/(λmin+λmax) {r['optimal_lr']:.6g}   rate at η* "
+        f"{r['optimal_rate']:.6g}")
+  c = r["rate_check"]
+  lam, pred, obs = c["eigenvalues"], c["predicted"], c["observed"]
+  print(f"rate check at η = {c['lr']:.6g}" + (f", μ = {c['mu']:g}" if c["mu"] else "") +
+        f": {c['measured']} of {len(lam)} directions measured, {c['diverging']} diverging, "
+        f"largest gap {c['max_gap']:.3g}")
+  print(f"  {'i':>5s} {'λ':>12s} {'predicted':>11s} {'observed':>11s} {'gap':>9s}")
+  rows = sorted(set(np.linspace(0, len(lam) - 1, min(len(lam), 8)).round().astype(int)))
+  for i in rows:
+    o = obs[i]
+    shown = "—" if o is None else f"{o:+.6f}"
+    gap = "—" if o is None else f"{abs(pred[i] - o):.2e}"
+    print(f"  {i:5d} {lam[i]:12.5g} {pred[i]:+11.6f} {shown:>11s} {gap:>9s}")
+  print(f"wrote results.json, minimum.ckpt, spectrum.png, rates.png and directions.png to "
+        f"{args.out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   sub = args.subparser
-  if args.batch_size < 0:
+  if getattr(args, "batch_size", 0) < 0:
     sub.error(f"--batch-size must be >= 0 (0 means full batch), got {args.batch_size}")
   try:
-    results = train_command(args)
+    results = args.run(args)
   except (ValueError, TypeError) as e:
     sub.error(str(e).splitlines()[0])
-  for key in ("steps", "final_train_loss", "test_loss", "test_accuracy", "diverged"):
-    print(f"{key}: {results[key]}")
-  print(f"wrote {args.out / 'results.json'} and {args.out / 'training.png'}")
+  args.report(args, results)
   return 0
 
 

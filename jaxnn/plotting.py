@@ -76,6 +76,104 @@ def layer_statistics(steps: Any, stats: Mapping[str, Any], *,
   return fig
 
 
+def eigenvalue_histogram(eigenvalues: Any, *, zero_tol: float | None = None,
+                         marks: Mapping[str, float] | None = None, bins: int = 60,
+                         title: str | None = None) -> Figure:
+  """Histogram of Hessian eigenvalues on a symmetric-log axis (negative ones visible).
+
+  The axis is linear within ±``linthresh`` and logarithmic beyond, with ``linthresh`` the
+  zero tolerance when given (else 10⁻⁶ of the largest |λ|); bins are spaced evenly on that
+  scale. ``marks`` draws labelled vertical lines (e.g. ``{"λmax": 3.2}``).
+  """
+  lam = _arr(eigenvalues)
+  scale = float(np.max(np.abs(lam))) or 1.0
+  thresh = zero_tol if zero_tol else 1e-6 * scale
+
+  def warp(v):
+    return np.sign(v) * np.log10(1 + np.abs(v) / thresh)
+
+  def unwarp(u):
+    return np.sign(u) * thresh * (10 ** np.abs(u) - 1)
+
+  edges = unwarp(np.linspace(warp(lam.min()) - 0.05, warp(lam.max()) + 0.05, bins + 1))
+  fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+  ax = fig.subplots()
+  ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)
+  ax.set_xscale("symlog", linthresh=thresh)
+  ax.set(xlabel="eigenvalue λ (symmetric log scale)", ylabel="count", yscale="log")
+  for (name, value), color in zip((marks or {}).items(), ("tab:red", "tab:green",
+                                                          "tab:purple", "tab:orange")):
+    ax.axvline(value, color=color, ls="--", lw=1, label=f"{name} = {value:.3g}")
+  if marks:
+    ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return fig
+
+
+def rate_check(eigenvalues: Any, predicted: Any, observed: Any, *, label: str = "1 − ηλ",
+               title: str | None = None) -> Figure:
+  """Predicted against observed per-direction rates: both against λ, and their gap.
+
+  Args:
+    eigenvalues: λᵢ (ascending).
+    predicted, observed: the rates per direction (NaN: not measured).
+    label: what ``predicted`` is (``"1 − ηλ"``, or the spectral radius ``"ρ"``).
+  """
+  lam, pred, obs = _arr(eigenvalues), _arr(predicted), _arr(observed)
+  fig = Figure(figsize=(10, 3.4), layout="constrained")
+  ax_rate, ax_gap = fig.subplots(1, 2)
+  ax_rate.plot(lam, pred, "-", color="tab:blue", lw=1.2, label=f"predicted {label}")
+  ax_rate.plot(lam, obs, "o", color="tab:orange", ms=3, label="observed (fitted)")
+  ax_rate.axhspan(-1, 1, color="tab:green", alpha=0.07, label="|rate| < 1: converges")
+  ax_rate.set(xlabel="eigenvalue λ", ylabel="rate per step")
+  if np.all(lam > 0):
+    ax_rate.set_xscale("log")
+  ax_rate.legend(fontsize=8)
+  gap = np.abs(pred - obs)
+  shown = np.isfinite(gap) & (gap > 0)
+  ax_gap.plot(lam[shown], gap[shown], "o", ms=3, color="tab:red")
+  ax_gap.set(xlabel="eigenvalue λ", ylabel="|predicted − observed|")
+  if shown.any():
+    ax_gap.set_yscale("log")
+  if np.all(lam > 0):
+    ax_gap.set_xscale("log")
+  if title:
+    fig.suptitle(title)
+  return fig
+
+
+def direction_decay(alpha: Any, eigenvalues: Any, predicted: Any, *,
+                    directions: Any = None, title: str | None = None) -> Figure:
+  """log |αᵢ(t)| against t for a few eigendirections, with the predicted lines
+  |αᵢ(0)|·|rateᵢ|ᵗ (dashed).
+
+  Args:
+    alpha: αᵢ(t), shape (steps + 1, P).
+    eigenvalues: λᵢ.
+    predicted: the predicted rate per direction.
+    directions: indices to draw; default the smallest, the largest and three between.
+  """
+  alpha, lam, pred = _arr(alpha), _arr(eigenvalues), _arr(predicted)
+  size = lam.shape[0]
+  if directions is None:
+    directions = sorted(set(np.linspace(0, size - 1, min(size, 5)).round().astype(int)))
+  t = np.arange(alpha.shape[0])
+  fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+  ax = fig.subplots()
+  colors = _layer_colors(len(directions))
+  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    for color, i in zip(colors, directions):
+      ax.plot(t, np.abs(alpha[:, i]), "-", color=color, lw=1.5,
+              label=f"λ = {lam[i]:.3g}: rate {pred[i]:+.3f}")
+      ax.plot(t, np.abs(alpha[0, i]) * np.abs(pred[i]) ** t, "--", color=color, lw=1)
+  ax.set(xlabel="step t", ylabel="|αᵢ(t)| = |uᵢᵀ(wₜ − w*)|", yscale="log")
+  ax.legend(fontsize=7, title="solid: observed, dashed: predicted", title_fontsize=7)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return fig
+
+
 def _layer_colors(n: int) -> list:
   from matplotlib import colormaps
   cmap = colormaps["viridis"]

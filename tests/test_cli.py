@@ -1,12 +1,14 @@
-"""The `jaxnn train` command and the plotting module."""
+"""The `jaxnn train` and `jaxnn hessian` commands and the plotting module."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from jaxnn import cli, plotting
+import jaxnn
+from jaxnn import checkpoint, cli, plotting
 
 
 def test_train_writes_results_and_figure(tmp_path, capsys):
@@ -53,6 +55,58 @@ def test_help_explains_every_option(capsys):
     assert option in text
 
 
+def test_hessian_command_reports_spectrum_and_rates(tmp_path, capsys):
+  out = tmp_path / "h"
+  argv = ["hessian", "--dataset", "moons", "--n", "60", "--hidden", "4", "--steps", "1000",
+          "--check-steps", "20", "--lr", "x0.95", "--out", str(out)]
+  assert cli.main(argv) == 0
+  results = json.loads((out / "results.json").read_text())
+  assert results["kind"] == "minimum" and results["dtype"] == "float64"
+  assert results["parameters"] == 2 * 4 + 4 + 4 * 2 + 2
+  assert results["grad_norm"] < 1e-10
+  lam = np.array(results["rate_check"]["eigenvalues"])
+  assert results["lambda_max"] == lam[-1] and results["lambda_min"] == lam[0] > 0
+  assert results["condition_number"] == pytest.approx(lam[-1] / lam[0])
+  check = results["rate_check"]
+  assert check["lr"] == pytest.approx(0.95 * 2 / lam[-1])
+  assert check["max_gap"] < 1e-3 and check["diverging"] == 0
+  for name in ("spectrum.png", "rates.png", "directions.png"):
+    assert (out / name).stat().st_size > 10_000
+  text = capsys.readouterr().out
+  assert "strict minimum" in text and "λmax" in text and "rate check at η" in text
+  # the minimum found is written, and loading it needs no more Adam steps
+  again = tmp_path / "again"
+  assert cli.main([*argv[:-1], str(again), "--params", str(out / "minimum.ckpt"),
+                   "--steps", "0", "--lr", "top"]) == 0
+  reloaded = json.loads((again / "results.json").read_text())
+  assert reloaded["loss"] == pytest.approx(results["loss"], rel=1e-12)
+  top = reloaded["rate_check"]["observed"][-1]  # rate 1 − ηλmax = 0 at η = 1/λmax
+  assert top is None or abs(top) < 1e-3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lr", "fast"], "--lr must be 'optimal', 'top', 'xK' or a number, got 'fast'"),
+    (["--l2", "-1"], "--l2 must be >= 0, got -1.0"),
+    (["--steps", "-2"], "--steps must be >= 0, got -2"),
+])
+def test_hessian_bad_options_give_one_line(tmp_path, capsys, argv, message):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["hessian", "--n", "40", "--hidden", "3", "--steps", "10",
+              "--out", str(tmp_path), *argv])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and err.startswith("jaxnn hessian: error: ") and message in err
+
+
+def test_hessian_refuses_params_of_another_model(tmp_path, capsys):
+  checkpoint.save(tmp_path / "p.ckpt", jaxnn.init_mlp(jax.random.key(0), [2, 3, 2]))
+  with pytest.raises(SystemExit):
+    cli.main(["hessian", "--n", "40", "--hidden", "5", "--params", str(tmp_path / "p.ckpt"),
+              "--out", str(tmp_path)])
+  err = capsys.readouterr().err
+  assert err.startswith("jaxnn hessian: error: ") and err.count("\n") == 1
+
+
 def test_plotting_takes_arrays():
   history = {"loss": np.linspace(2, 0.1, 50), "grad_norm": np.linspace(1, 0.1, 50),
              "lr": np.full(50, 0.1), "eval": {"step": np.array([0, 25, 50]),
@@ -63,3 +117,12 @@ def test_plotting_takes_arrays():
   fig = plotting.layer_statistics(np.arange(4), {"std": np.ones((4, 3)),
                                                   "saturated": np.zeros((4, 3))})
   assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+  lam = np.array([-0.5, 1e-9, 0.1, 1.0, 10.0])
+  fig = plotting.eigenvalue_histogram(lam, zero_tol=1e-6, marks={"λmax": 10.0})
+  assert fig.axes[0].get_xscale() == "symlog" and len(fig.axes[0].lines) == 1
+  pred = 1 - 0.1 * lam
+  fig = plotting.rate_check(lam, pred, np.where(lam > 1, np.nan, pred + 1e-9))
+  assert len(fig.axes) == 2
+  alpha = 1e-3 * pred[None, :] ** np.arange(10)[:, None]
+  fig = plotting.direction_decay(alpha, lam, pred, directions=[0, 4])
+  assert len(fig.axes[0].lines) == 4  # observed and predicted for each direction
