@@ -125,8 +125,21 @@ def _hvp_column(loss_fn: LossFn, params: Params):
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "chunk"))
 def _hessian(loss_fn: LossFn, params: Params, chunk: int) -> Array:
+  """H by ⌈P/chunk⌉ vmapped batches of columns written into one P × P buffer.
+
+  Every batch has the same shape (the last one starts at P − chunk and recomputes a few
+  columns), so the loop body is compiled once; ``lax.map(..., batch_size=chunk)`` compiles
+  a second body for the remainder, which took seconds of extra compile time on a GPU.
+  """
   flat, _, column = _hvp_column(loss_fn, params)
-  return lax.map(column, jnp.arange(flat.shape[0]), batch_size=chunk)
+  size = flat.shape[0]
+
+  def batch(k, out):
+    start = jnp.minimum(k * chunk, size - chunk)
+    rows = jax.vmap(column)(start + jnp.arange(chunk))
+    return lax.dynamic_update_slice(out, rows, (start, 0))
+
+  return lax.fori_loop(0, -(-size // chunk), batch, jnp.zeros((size, size), flat.dtype))
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "chunk"))
@@ -151,7 +164,7 @@ def hessian_matrix(loss_fn: LossFn, params: Params, *, chunk_size: int | None = 
 
   Built one batch of columns at a time: column j is the Hessian-vector product H e_j,
   computed forward-over-reverse (``jvp`` of ``grad``), ``chunk_size`` columns per vmapped
-  batch inside one ``lax.map`` (one compiled program; the fastest and leanest of the
+  batch inside one ``fori_loop`` (one compiled program; the fastest and leanest of the
   methods compared in ``benchmarks/hessian.py``: it needs P² floats for H plus one batch
   of columns, where ``jax.hessian`` peaks at several times P²). H is symmetric to
   rounding (not symmetrised, which would need a second P² buffer).
