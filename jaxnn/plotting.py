@@ -98,9 +98,11 @@ def eigenvalue_histogram(eigenvalues: Any, *, zero_tol: float | None = None,
   edges = unwarp(np.linspace(warp(lam.min()) - 0.05, warp(lam.max()) + 0.05, bins + 1))
   fig = Figure(figsize=(6.4, 3.4), layout="constrained")
   ax = fig.subplots()
-  ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)
+  counts, _, _ = ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)
   ax.set_xscale("symlog", linthresh=thresh)
-  ax.set(xlabel="eigenvalue λ (symmetric log scale)", ylabel="count", yscale="log")
+  ax.set(xlabel="eigenvalue λ (symmetric log scale)", ylabel="count")
+  if counts.max() > 50:  # a bulk of many eigenvalues beside a few outliers
+    ax.set_yscale("log")
   for (name, value), color in zip((marks or {}).items(), ("tab:red", "tab:green",
                                                           "tab:purple", "tab:orange")):
     ax.axvline(value, color=color, ls="--", lw=1, label=f"{name} = {value:.3g}")
