@@ -213,8 +213,7 @@ def _hessian_on_host(loss_fn: LossFn, params: Params, chunk: int, size: int,
       finite.append(jnp.all(jnp.isfinite(rows)))
       stop = min(start + chunk, size)
       rows_of_out[start:stop] = np.asarray(rows)[:stop - start]
-  if not all(bool(f) for f in finite):
-    _check_finite_hessian(np.array([np.nan]))
+  _check_finite_hessian(jnp.stack(finite))
   return out
 
 

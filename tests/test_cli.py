@@ -37,12 +37,17 @@ def test_train_writes_results_and_figure(tmp_path, capsys):
     (["--batch-size", "-3"], "--batch-size must be >= 0"),
 ])
 def test_bad_options_give_one_line(tmp_path, capsys, argv, message):
+  _assert_one_line_error(capsys, ["train", "--dataset", "moons", "--n", "40", "--epochs", "1",
+                                  "--out", str(tmp_path), *argv], message)
+
+
+def _assert_one_line_error(capsys, argv, message):
   with pytest.raises(SystemExit) as exit_info:
-    cli.main(["train", "--dataset", "moons", "--n", "40", "--epochs", "1",
-              "--out", str(tmp_path), *argv])
+    cli.main(argv)
   assert exit_info.value.code == 2
   err = capsys.readouterr().err
-  assert err.count("\n") == 1 and err.startswith("jaxnn train: error: ") and message in err
+  assert err.count("\n") == 1 and err.startswith(f"jaxnn {argv[0]}: error: ")
+  assert message in err
 
 
 def test_help_explains_every_option(capsys):
@@ -90,21 +95,14 @@ def test_hessian_command_reports_spectrum_and_rates(tmp_path, capsys):
     (["--steps", "-2"], "--steps must be >= 0, got -2"),
 ])
 def test_hessian_bad_options_give_one_line(tmp_path, capsys, argv, message):
-  with pytest.raises(SystemExit) as exit_info:
-    cli.main(["hessian", "--n", "40", "--hidden", "3", "--steps", "10",
-              "--out", str(tmp_path), *argv])
-  assert exit_info.value.code == 2
-  err = capsys.readouterr().err
-  assert err.count("\n") == 1 and err.startswith("jaxnn hessian: error: ") and message in err
+  _assert_one_line_error(capsys, ["hessian", "--n", "40", "--hidden", "3", "--steps", "10",
+                                  "--out", str(tmp_path), *argv], message)
 
 
 def test_hessian_refuses_params_of_another_model(tmp_path, capsys):
   checkpoint.save(tmp_path / "p.ckpt", jaxnn.init_mlp(jax.random.key(0), [2, 3, 2]))
-  with pytest.raises(SystemExit):
-    cli.main(["hessian", "--n", "40", "--hidden", "5", "--params", str(tmp_path / "p.ckpt"),
-              "--out", str(tmp_path)])
-  err = capsys.readouterr().err
-  assert err.startswith("jaxnn hessian: error: ") and err.count("\n") == 1
+  _assert_one_line_error(capsys, ["hessian", "--n", "40", "--hidden", "5", "--params",
+                                  str(tmp_path / "p.ckpt"), "--out", str(tmp_path)], "")
 
 
 def test_plotting_takes_arrays():
