@@ -213,7 +213,8 @@ def _hessian_on_host(loss_fn: LossFn, params: Params, chunk: int, size: int,
       finite.append(jnp.all(jnp.isfinite(rows)))
       stop = min(start + chunk, size)
       rows_of_out[start:stop] = np.asarray(rows)[:stop - start]
-  _check_finite_hessian(jnp.stack(finite))
+  if not bool(jnp.all(jnp.stack(finite))):
+    raise ValueError(_NOT_FINITE)
   return out
 
 
@@ -420,10 +421,13 @@ def spectrum(loss_fn: LossFn, params: Params, vectors: bool = True, *,
   return _summary(lam, u, zero_tol, ravel_pytree(params)[1])
 
 
+_NOT_FINITE = ("the Hessian has NaN or infinite entries: loss_fn is not finite and twice "
+               "differentiable at params")
+
+
 def _check_finite_hessian(matrix: Any) -> None:
   if not bool(jnp.all(jnp.isfinite(matrix))):
-    raise ValueError("the Hessian has NaN or infinite entries: loss_fn is not finite and "
-                     "twice differentiable at params")
+    raise ValueError(_NOT_FINITE)
 
 
 def _summary(lam: np.ndarray, u: np.ndarray | None, zero_tol: float | None,
