@@ -62,8 +62,6 @@ LossFn = Callable[[Params], Array]
 MAX_BYTES = 4 * 2**30
 """Default memory budget (bytes) for the dense matrices of one call: 4 GiB."""
 
-KINDS = ("minimum", "degenerate", "saddle", "maximum")
-
 
 # ----------------------------------------------------------------------------- checks
 
