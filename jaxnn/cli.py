@@ -1,5 +1,7 @@
 """The ``jaxnn`` command: ``jaxnn train`` trains a model on a built-in dataset; ``jaxnn
-hessian`` takes one to a minimum and analyses its exact Hessian (``jaxnn COMMAND --help``).
+sweep`` trains it at every point of a grid of hyperparameters as one compiled program;
+``jaxnn hessian`` takes one to a minimum and analyses its exact Hessian (``jaxnn COMMAND
+--help``).
 
 Every run writes ``results.json`` (the settings and the key numbers) and figures into
 ``--out``. Bad option values end the command with one line naming the option, exit 2.
@@ -21,10 +23,12 @@ import numpy as np
 
 import jaxnn
 from jaxnn import (activations, checkpoint, datasets, hessian, initializers, losses, optimizers,
-                   plotting, schedules)
+                   plotting, schedules, sweep)
 from jaxnn import train as training
 
 DATASETS = ("digits", "moons", "spirals")
+# the largest model whose exact Hessian `jaxnn sweep` computes by itself (a few seconds)
+_EXACT_LIMIT = 5000
 LOSSES = ("cross_entropy", "quadratic")
 # the keyword each schedule takes the base learning rate as
 _SCHEDULE_LR = {"constant": "eta", "cyclic": "eta_max"}
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: %(default)s)")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
   p.set_defaults(subparser=p, run=train_command, report=_report_train)
+  _sweep_parser(sub)
   _hessian_parser(sub)
   return parser
 
@@ -116,6 +121,84 @@ def _data_options(p: argparse.ArgumentParser, default: str) -> None:
   data.add_argument("--n", type=int, default=600, help="points for moons/spirals")
   data.add_argument("--test-fraction", type=float, default=0.2,
                     help="held-out share of the data (default: %(default)s)")
+
+
+def _values(log: bool):
+  """An argparse type for a sweep axis: 'LOW:HIGH:NUM' (log-spaced when ``log``, else
+  evenly spaced) or comma-separated numbers."""
+
+  def parse(text: str) -> list[float]:
+    try:
+      if text.count(":") == 2:
+        low, high, num = text.split(":")
+        low, high, num = float(low), float(high), int(num)
+        if log:
+          return sweep.log_range(low, high, num).tolist()
+        if num < 1 or high < low:
+          raise ValueError(f"LOW:HIGH:NUM needs NUM >= 1 and HIGH >= LOW, got {text!r}")
+        return np.linspace(low, high, num).tolist()
+      values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+      raise argparse.ArgumentTypeError(
+          f"expected LOW:HIGH:NUM or comma-separated numbers, got {text!r}"
+          + (f" ({str(e).splitlines()[0]})" if "could not convert" not in str(e)
+             and "invalid literal" not in str(e) else "")) from None
+    if not values:
+      raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
+
+  return parse
+
+
+def _sweep_parser(sub) -> None:
+  p = sub.add_parser(
+      "sweep", help="train at every point of a hyperparameter grid, as one program",
+      description="Train an MLP at every point of a product grid of learning rates "
+                  "(and momenta, weight decays, dropout rates, seeds), all runs vmapped "
+                  "in one compiled program and sharded over the devices (on a CPU, one "
+                  "device per core). Finds the largest stable η per group and compares "
+                  "it with 2/λmax (2(1+μ)/λmax with momentum) of the exact Hessian at "
+                  "the start. Writes results.json and sweep.png.")
+  _data_options(p, "digits")
+  model = p.add_argument_group("model")
+  model.add_argument("--hidden", type=_widths, default=(32,),
+                     help="hidden widths, comma-separated (default: 32)")
+  model.add_argument("--activation", choices=activations.NAMES, default="relu")
+  model.add_argument("--init", choices=initializers.NAMES, default="he")
+  axes = p.add_argument_group(
+      "grid", "each axis: LOW:HIGH:NUM (NUM values, log-spaced for --lr, evenly spaced "
+              "otherwise) or comma-separated values; the grid is their product")
+  axes.add_argument("--lr", type=_values(log=True), default=sweep.log_range(1e-3, 10.0, 32).tolist(),
+                    help="learning rates η (default: 1e-3:10:32)")
+  axes.add_argument("--momentum", type=_values(log=False), default=None,
+                    help="momenta μ (heavy ball; with --optimizer sgd switches to momentum)")
+  axes.add_argument("--weight-decay", type=_values(log=False), default=None,
+                    help="decay coefficients κ in w <- (1 - η κ) w - η g (weights only)")
+  axes.add_argument("--dropout", type=_values(log=False), default=None,
+                    help="dropout rates of the hidden units, each in [0, 1)")
+  axes.add_argument("--seeds", type=int, default=1,
+                    help="seeds per point: a different init and minibatch order each")
+  opt = p.add_argument_group("optimisation")
+  opt.add_argument("--loss", choices=LOSSES, default="cross_entropy")
+  opt.add_argument("--optimizer", choices=optimizers.NAMES, default="sgd")
+  opt.add_argument("--steps", type=int, default=200, help="steps per run (default: 200)")
+  opt.add_argument("--batch-size", type=int, default=0,
+                   help="minibatch size; 0 (default) for full-batch gradient descent, "
+                        "where 2/λmax is the stability threshold")
+  opt.add_argument("--lambda-max", default="auto",
+                   help="λmax for the thresholds: a number, 'none', or 'auto' (default): "
+                        "the exact Hessian's at the start when the model has at most "
+                        f"{_EXACT_LIMIT:,} parameters")
+  run = p.add_argument_group("run")
+  run.add_argument("--seed", type=int, default=0)
+  run.add_argument("--chunk-size", type=int, default=None,
+                   help="runs per compiled call (default: from the memory budget)")
+  run.add_argument("--devices", type=int, default=None,
+                   help="run XLA:CPU as this many devices (default: one per core)")
+  run.add_argument("--out", type=Path, default=Path("results/sweep"),
+                   help="output folder (default: %(default)s)")
+  run.add_argument("--no-progress", action="store_true", help="no progress bar")
+  p.set_defaults(subparser=p, run=sweep_command, report=_report_sweep)
 
 
 def _hessian_parser(sub) -> None:
@@ -228,6 +311,130 @@ def train_command(args) -> dict:
   plotting.save(plotting.training_curves(history, title=title, loss_label=label),
                 args.out / "training.png")
   return results
+
+
+def _split_host(devices: int | None) -> None:
+  """One XLA:CPU device per core (or ``devices``), when JAX has not started yet."""
+  try:
+    sweep.use_cpu_devices(devices)
+  except RuntimeError:
+    if devices is not None:
+      raise ValueError(f"--devices {devices}: JAX has already started with "
+                       f"{len(jax.devices('cpu'))} CPU device(s) in this process") from None
+
+
+def sweep_command(args) -> dict:
+  """Runs ``jaxnn sweep``; returns the results it writes."""
+  if args.devices is not None and args.devices < 1:
+    raise ValueError(f"--devices must be >= 1, got {args.devices}")
+  _split_host(args.devices)
+  for name in ("steps", "seeds"):
+    if getattr(args, name) < 1:
+      raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+  axes = {"lr": args.lr}
+  optimizer = args.optimizer
+  if args.momentum is not None:
+    if optimizer not in ("sgd", "momentum", "nesterov"):
+      raise ValueError(f"--momentum goes with --optimizer sgd, momentum or nesterov, "
+                       f"got {optimizer}")
+    optimizer = "momentum" if optimizer == "sgd" else optimizer
+    axes["mu"] = args.momentum
+  for name in ("weight_decay", "dropout"):
+    if getattr(args, name) is not None:
+      axes[name] = getattr(args, name)
+  if args.seeds > 1:
+    axes["seed"] = range(args.seeds)
+  grid = sweep.grid(**axes)
+  train_set, test_set, classes = _load(args)
+  sizes = (train_set.x.shape[1], *args.hidden, classes)
+  batch_size = None if args.batch_size == 0 else args.batch_size
+  loss = _loss(args.loss, classes)
+  fixed_mu = 0.9 if optimizer in ("momentum", "nesterov") and "mu" not in axes else None
+
+  def make(hp):
+    return jaxnn.mlp(sizes, activation=args.activation, init=args.init,
+                     dropout=hp.get("dropout", 0.0))
+
+  def run(hp, key):
+    init_key, fit_key = jax.random.split(key)
+    model = make(hp)
+    params, state = model.init(init_key)
+    hyper = {"weight_decay": hp.get("weight_decay", 0.0)}
+    if optimizer in ("momentum", "nesterov"):
+      hyper["mu"] = hp.get("mu", fixed_mu)
+    return training.fit(training.objective(model, loss), params,
+                        optimizers.get(optimizer, hp["lr"], **hyper), train_set,
+                        key=fit_key, steps=args.steps, batch_size=batch_size, state=state,
+                        eval_data=test_set, eval_every=args.steps)
+
+  key = jax.random.key(args.seed)
+  lambda_max, where = _sweep_lambda_max(args.lambda_max, make, loss, train_set,
+                                        key if args.seeds == 1 else jax.random.fold_in(key, 0))
+  result = sweep.sweep(run, grid, key=key, chunk_size=args.chunk_size, keep_params=False,
+                       progress=False if args.no_progress else None)
+  report = sweep.lr_report(result, lambda_max, nesterov=optimizer == "nesterov")
+  evals = result.runs.history["eval"]
+  runs = [{**grid.point(k), "final_loss": float(result.final_loss[k]),
+           "diverged": bool(result.diverged[k]), "diverged_at": int(result.diverged_at[k]),
+           "test_accuracy": float(evals["accuracy"][k, -1])} for k in range(grid.size)]
+  results = {
+      "settings": _settings(args), "sizes": list(sizes),
+      "parameters": sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])),
+      "optimizer": optimizer, "fixed_mu": fixed_mu,
+      "grid": {name: values.tolist() for name, values in grid.axes.items()},
+      "points": grid.size, "devices": result.devices, "chunk_size": result.chunk_size,
+      "compile_seconds": round(result.compile_seconds, 3),
+      "seconds": round(result.seconds, 3),
+      "lambda_max": lambda_max, "lambda_max_source": where,
+      "report": report.rows, "runs": runs,
+  }
+  args.out.mkdir(parents=True, exist_ok=True)
+  (args.out / "results.json").write_text(json.dumps(_plain(results), indent=2) + "\n")
+  labels = [", ".join(f"{_SHORT.get(n, n)} = {v:g}" for n, v in g.items()) or None
+            for g in report.groups]
+  rule = {"momentum": "2(1+μ)/λmax", "nesterov": "2(1+μ)/((1+2μ)λmax)"}.get(optimizer,
+                                                                          "2/λmax")
+  thresholds = [row.get("threshold", math.nan) for row in report.rows]
+  batch = "full batch" if batch_size is None else f"batch {batch_size}"
+  plotting.save(plotting.lr_sweep(
+      report.lrs, report.final_loss, report.failed, labels=labels,
+      thresholds=thresholds if lambda_max is not None else None,
+      threshold_label=f"{rule} at the start",
+      title=f"{args.dataset}, {'-'.join(map(str, sizes))} {args.activation}, {optimizer}, "
+            f"{batch}, {args.steps} steps, {args.seeds} seed(s)"), args.out / "sweep.png")
+  return results
+
+
+_SHORT = {"mu": "μ", "weight_decay": "κ", "dropout": "dropout", "lr": "η"}
+
+
+def _sweep_lambda_max(text: str, make, loss, train_set, key) -> tuple[float | None, str]:
+  """λmax from ``--lambda-max``, and where it came from."""
+  if text == "none":
+    return None, "not computed (--lambda-max none)"
+  if text != "auto":
+    try:
+      value = float(text)
+    except ValueError:
+      raise ValueError(f"--lambda-max must be a number, 'auto' or 'none', got {text!r}"
+                       ) from None
+    if not value > 0:
+      raise ValueError(f"--lambda-max must be > 0, got {text}")
+    return value, "given (--lambda-max)"
+  model = make({})
+  params, state = model.init(jax.random.split(key)[0])
+  size = sum(a.size for a in jax.tree.leaves(params))
+  if size > _EXACT_LIMIT:
+    return None, (f"not computed: {size:,} parameters, more than the {_EXACT_LIMIT:,} the "
+                  f"exact Hessian is used for here (give --lambda-max)")
+  x, y = jnp.asarray(train_set.x), train_set.y
+
+  def loss_fn(p):
+    return loss(model.apply(p, state, x, train=False)[0], y)
+
+  spec = hessian.spectrum(loss_fn, params, vectors=False)
+  return spec.lambda_max, (f"exact Hessian of the training loss at the start (seed 0's "
+                           f"init, {size:,} parameters)")
 
 
 def _settings(args) -> dict:
@@ -373,6 +580,26 @@ def _report_hessian(args, results: dict) -> None:
     print(f"  {i:5d} {lam[i]:12.5g} {pred[i]:+11.6f} {shown:>11s} {gap:>9s}")
   print(f"wrote results.json, minimum.ckpt, spectrum.png, rates.png and directions.png to "
         f"{args.out}")
+
+
+def _report_sweep(args, results: dict) -> None:
+  r = results
+  print(f"{r['points']} runs of {r['parameters']:,} parameters on {r['devices']} device(s), "
+        f"{r['chunk_size']} per call: compile {r['compile_seconds']:.2f} s, run "
+        f"{r['seconds']:.2f} s")
+  lam = r["lambda_max"]
+  print(f"λmax {lam:.6g}: {r['lambda_max_source']}" if lam is not None
+        else f"λmax {r['lambda_max_source']}")
+  print(f"  {'group':<24s} {'largest stable η':>17s} {'first failed η':>15s} "
+        f"{'threshold':>10s} {'ratio':>7s} {'best η':>10s} {'best loss':>10s}")
+  for row in r["report"]:
+    group = ", ".join(f"{_SHORT.get(n, n)}={v:g}" for n, v in row["group"].items()) or "all"
+    threshold = f"{row['threshold']:10.4g}" if "threshold" in row else f"{'—':>10s}"
+    ratio = f"{row['ratio']:7.3f}" if "ratio" in row else f"{'—':>7s}"
+    print(f"  {group:<24s} {row['largest_stable_lr']:17.4g} "
+          f"{row['smallest_failed_lr']:15.4g} {threshold} {ratio} {row['best_lr']:10.4g} "
+          f"{row['best_loss']:10.4g}")
+  print(f"wrote {args.out / 'results.json'} and {args.out / 'sweep.png'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

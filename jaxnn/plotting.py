@@ -176,6 +176,72 @@ def direction_decay(alpha: Any, eigenvalues: Any, predicted: Any, *,
   return fig
 
 
+def lr_sweep(lrs: Any, final_loss: Any, failed: Any, *, labels: Any = None,
+             thresholds: Any = None, threshold_label: str = "2/λmax",
+             title: str | None = None) -> Figure:
+  """Final training loss against the learning rate η (log axes), one line per group.
+
+  Each line is the median over seeds at the η where no seed failed; dots are the single
+  runs; × marks a failed run (at its final loss, or near the top edge, one row per group,
+  when it diverged to NaN). A dashed vertical line per group marks its predicted
+  threshold. The loss axis is logarithmic when the positive losses span over two decades
+  (a loss of exactly 0 then drops out).
+
+  Args:
+    lrs: (n,) learning rates, ascending.
+    final_loss: (groups, n, seeds), or (n,) for one group and seed; NaN where diverged.
+    failed: bool, the same shape: runs that diverged or ended above their first loss.
+    labels: one legend label per group (e.g. "μ = 0.9").
+    thresholds: one η per group (e.g. 2/λmax), or None.
+    threshold_label: what the thresholds are, for the legend.
+  """
+  lrs = _arr(lrs)
+  loss = _arr(final_loss).reshape((-1, lrs.size, np.shape(final_loss)[-1] if np.ndim(
+      final_loss) == 3 else 1))
+  failed = np.asarray(failed, bool).reshape(loss.shape)
+  groups = loss.shape[0]
+  labels = list(labels) if labels is not None else [None] * groups
+  colors = [f"C{g}" for g in range(groups)] if groups <= 10 else _layer_colors(groups)
+  fig = Figure(figsize=(6.8, 4.0), layout="constrained")
+  ax = fig.subplots()
+  top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
+  marked = False
+  for g in range(groups):
+    ok = ~failed[g].any(axis=1)
+    median = np.array([np.median(v) if o else np.nan for o, v in zip(ok, loss[g])])
+    ax.plot(lrs, median, "-", color=colors[g], lw=1.5, label=labels[g])
+    seeds_x = np.repeat(lrs, loss.shape[2])
+    good = ~failed[g].reshape(-1)
+    ax.plot(seeds_x[good], loss[g].reshape(-1)[good], ".", color=colors[g], ms=3,
+            alpha=0.5)
+    bad = failed[g].reshape(-1)
+    values = loss[g].reshape(-1)
+    finite = np.isfinite(values)
+    for where, ys, transform in ((bad & finite, values, ax.transData),
+                                 (bad & ~finite, np.full(values.shape, 0.97 - 0.03 * g),
+                                  top)):
+      if where.any():
+        ax.plot(seeds_x[where], ys[where], "x", color=colors[g], ms=6, transform=transform,
+                label=None if marked else "failed run (diverged: on the top edge)")
+        marked = True
+    if thresholds is not None and np.isfinite(thresholds[g]):
+      ax.axvline(thresholds[g], color=colors[g], ls="--", lw=1,
+                 label=f"{threshold_label}" + (f" ({labels[g]})" if labels[g] else "")
+                 + f" = {thresholds[g]:.3g}")
+  ax.set_xscale("log")
+  shown = loss[np.isfinite(loss) & (loss > 0)]
+  log_y = shown.size and shown.max() > 100 * shown.min()
+  if log_y:
+    ax.set_yscale("log", nonpositive="mask")
+  ax.set(xlabel="learning rate η (log scale)",
+         ylabel="final training loss" + (" (log scale)" if log_y else ""))
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  return fig
+
+
 def _layer_colors(n: int) -> list:
   from matplotlib import colormaps
   cmap = colormaps["viridis"]

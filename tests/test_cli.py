@@ -1,4 +1,4 @@
-"""The `jaxnn train` and `jaxnn hessian` commands and the plotting module."""
+"""The `jaxnn train`, `jaxnn sweep` and `jaxnn hessian` commands and the plotting module."""
 
 import json
 
@@ -58,6 +58,41 @@ def test_help_explains_every_option(capsys):
                  "--schedule-args", "--weight-decay", "--l1", "--l2", "--batch-norm",
                  "--layer-norm", "--dropout", "--out"]:
     assert option in text
+
+
+def test_sweep_command_writes_results_and_figure(tmp_path, capsys):
+  out = tmp_path / "sweep"
+  assert cli.main(["sweep", "--dataset", "moons", "--n", "120", "--hidden", "6",
+                   "--lr", "1e-2:30:6", "--momentum", "0,0.5", "--seeds", "2",
+                   "--steps", "40", "--devices", str(len(jax.devices("cpu"))),
+                   "--out", str(out), "--no-progress"]) == 0
+  results = json.loads((out / "results.json").read_text())
+  assert results["points"] == 24 and len(results["runs"]) == 24
+  assert results["grid"]["lr"] == pytest.approx(np.geomspace(1e-2, 30, 6).tolist())
+  assert results["grid"]["mu"] == [0.0, 0.5] and results["grid"]["seed"] == [0, 1]
+  assert results["lambda_max"] > 0 and "exact Hessian" in results["lambda_max_source"]
+  rows = results["report"]
+  assert [r["group"] for r in rows] == [{"mu": 0.0}, {"mu": 0.5}]
+  assert rows[1]["threshold"] == pytest.approx(3.0 / results["lambda_max"])
+  assert (out / "sweep.png").stat().st_size > 10_000
+  text = capsys.readouterr().out
+  assert "largest stable η" in text and "24 runs" in text
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--lr", "0:1:8"], "argument --lr: expected LOW:HIGH:NUM or comma-separated numbers, "
+                        "got '0:1:8' (low must satisfy 0.0 < low, got 0.0)"),
+    (["--lr", "a,b"], "argument --lr: expected LOW:HIGH:NUM or comma-separated numbers"),
+    (["--lr", "0.1,-0.1"], "grid axis 'lr': lr must satisfy 0.0 < lr, got -0.1"),
+    (["--dropout", "0,1"], "grid axis 'dropout': dropout must satisfy 0.0 <= dropout < 1.0"),
+    (["--momentum", "0.5", "--optimizer", "adam"], "--momentum goes with --optimizer sgd"),
+    (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["--lambda-max", "big"], "--lambda-max must be a number, 'auto' or 'none'"),
+    (["--devices", "0"], "--devices must be >= 1, got 0"),
+])
+def test_sweep_bad_options_give_one_line(tmp_path, capsys, argv, message):
+  _assert_one_line_error(capsys, ["sweep", "--dataset", "moons", "--n", "40", "--steps", "2",
+                                  "--out", str(tmp_path), *argv], message)
 
 
 def test_hessian_command_reports_spectrum_and_rates(tmp_path, capsys):

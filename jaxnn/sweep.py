@@ -1,0 +1,604 @@
+"""Sweeps: many training runs over a grid of hyperparameters as one compiled program.
+
+A sweep runs ``run(hparams, key) -> FitResult`` at every point of a :class:`Grid`::
+
+    def run(hp, key):
+      params = jaxnn.init_mlp(jax.random.fold_in(key, 1), sizes)
+      opt = optimizers.momentum(hp["lr"], hp["mu"])
+      return train.fit(objective, params, opt, data, key=key, steps=500, batch_size=128)
+
+    result = sweep(run, grid(lr=log_range(1e-4, 1.0, 64), mu=[0.0, 0.5, 0.9],
+                             seed=range(4)), key=jax.random.key(0))
+
+``hparams`` maps each axis name to the point's value as a traced scalar, so the optimiser
+and the model must take their hyperparameters as values (jaxnn's optimisers do, through
+``optax.inject_hyperparams``; ``jaxnn.mlp`` takes a traced dropout rate): changing a value
+never recompiles.
+
+How the K points run:
+
+* **vmap**: the points are a leading batch axis of every array of every run, all under one
+  ``jit(vmap(run))``, compiled once for the whole sweep.
+* **keys**: with a ``seed`` axis the run at point k gets ``fold_in(key, seed_k)`` (and
+  ``hparams["seed"]``); without one every run gets ``key`` itself, so all runs start from
+  the same init and see the same minibatches: a learning-rate sweep compares like with
+  like, and XLA computes the first layer of all K runs, whose inputs they share, as one
+  matrix product.
+* **devices**: with D > 1 devices the batch axis is sharded over a 1-D ``Mesh`` named
+  ``"runs"`` (``NamedSharding(mesh, P("runs"))``): each device runs K/D points, and the
+  grid is padded to a multiple of D by repeating its last point (the copies are dropped
+  from the result). On one device it is plain vmap. The same code runs on a multi-GPU or
+  TPU host. XLA:CPU is one device that runs a batched matrix product on one core;
+  :func:`use_cpu_devices` splits the host into one device per core so that the sharded
+  sweep keeps every core busy.
+* **chunks**: the points run ``chunk_size`` at a time, every chunk through the same
+  compiled program, and each chunk's results go to host memory before the next starts: a
+  10,000-point grid runs in bounded device memory. The default chunk fits
+  :data:`CHUNK_BYTES` per device (or a quarter of an accelerator's memory) at an estimated
+  8 × the size of one run's outputs (params, optimiser state, history) per run.
+
+Grid values are concrete, so they are checked before anything is traced: empty axes,
+non-finite or repeated values, learning rates ≤ 0, momenta and dropout rates outside
+[0, 1), negative penalties, negative seeds; and an axis that ``run`` never reads (the
+traced program does not depend on it: a sweep axis that changes nothing is a mistake).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxnn import _checks, hessian, optimizers, train
+from jaxnn.base import Params, PRNGKey
+
+#: Default device-memory budget of one chunk, per device, where the device does not report
+#: its memory (CPU).
+CHUNK_BYTES = 2**30
+
+# Axis names jaxnn knows, with the values they accept: (low, high, low_open, high_open).
+_RANGES = {
+    "lr": (0.0, None, True, False), "learning_rate": (0.0, None, True, False),
+    "mu": (0.0, 1.0, False, True), "momentum": (0.0, 1.0, False, True),
+    "dropout": (0.0, 1.0, False, True), "weight_decay": (0.0, None, False, False),
+    "l1": (0.0, None, False, False), "l2": (0.0, None, False, False),
+    "init_scale": (0.0, None, True, False),
+}
+_LR_NAMES = ("lr", "learning_rate")
+_MU_NAMES = ("mu", "momentum")
+
+
+# ---------------------------------------------------------------------------------------
+# grids
+# ---------------------------------------------------------------------------------------
+
+class Grid(NamedTuple):
+  """A product grid of hyperparameters.
+
+  Fields:
+    axes: name -> 1-D NumPy array of the axis's values, in the order given (``seed``:
+      int64, every other axis float64).
+
+  Point k is the C-order (last axis fastest) product index ``np.unravel_index(k, shape)``.
+  """
+  axes: dict
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(self.axes)
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return tuple(len(v) for v in self.axes.values())
+
+  @property
+  def size(self) -> int:
+    return math.prod(self.shape)
+
+  def points(self) -> dict[str, np.ndarray]:
+    """name -> array of shape (K,): every point's value of that axis."""
+    mesh = np.meshgrid(*self.axes.values(), indexing="ij")
+    return {name: m.reshape(-1) for name, m in zip(self.axes, mesh)}
+
+  def point(self, k: int) -> dict[str, float | int]:
+    """The hyperparameters of point ``k`` as Python numbers."""
+    index = np.unravel_index(_checks.positive_int("k", k, 0), self.shape)
+    return {name: values[i].item() for (name, values), i in zip(self.axes.items(), index)}
+
+
+def _axis(name: str, values: Any) -> np.ndarray:
+  """One axis's values as a checked 1-D array (a scalar is a one-value axis)."""
+  if isinstance(values, range):
+    values = list(values)
+  if isinstance(values, (str, bytes)) or values is None:
+    raise TypeError(f"grid axis {name!r} must be a sequence of numbers, got {values!r}")
+  arr = np.asarray(values)
+  if arr.ndim == 0:
+    arr = arr.reshape(1)
+  if arr.ndim != 1:
+    raise ValueError(f"grid axis {name!r} must be a flat sequence of numbers, got shape "
+                     f"{arr.shape}")
+  if arr.size == 0:
+    raise ValueError(f"grid axis {name!r} is empty; give at least one value")
+  if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                               or np.issubdtype(arr.dtype, np.floating)):
+    raise TypeError(f"grid axis {name!r} must hold real numbers, got {arr.tolist()!r}")
+  if name == "seed":
+    if not np.issubdtype(arr.dtype, np.integer) or np.any(arr < 0):
+      raise ValueError(f"grid axis 'seed' must hold ints >= 0, got {arr.tolist()!r}")
+    arr = arr.astype(np.int64)
+  else:
+    arr = arr.astype(np.float64)
+    _checks.finite(f"grid axis {name!r}", arr)
+    if name in _RANGES:
+      low, high, low_open, high_open = _RANGES[name]
+      for v in arr:
+        try:
+          _checks.in_range(name, float(v), low, high, low_open=low_open,
+                           high_open=high_open)
+        except ValueError as e:
+          raise ValueError(f"grid axis {name!r}: {e}") from None
+  if len(np.unique(arr)) != arr.size:
+    raise ValueError(f"grid axis {name!r} repeats a value ({arr.tolist()!r}): the repeated "
+                     f"runs would change nothing; give distinct values")
+  return arr
+
+
+def grid(**axes: Any) -> Grid:
+  """The product grid of the named axes, e.g. ``grid(lr=[0.01, 0.1], mu=[0, 0.9],
+  seed=range(4))`` (16 points).
+
+  Each axis is a sequence of numbers (a single number is a one-value axis). ``seed`` holds
+  ints ≥ 0 and selects the run's key (see the module doc); ``lr``/``learning_rate`` must
+  be > 0, ``mu``/``momentum`` and ``dropout`` in [0, 1), ``weight_decay``, ``l1``, ``l2``
+  ≥ 0 and ``init_scale`` > 0. Any other name is any finite value.
+
+  Raises:
+    ValueError: no axes, an empty axis, a repeated, non-finite or out-of-range value.
+    TypeError: an axis that is not a sequence of real numbers.
+  """
+  if not axes:
+    raise ValueError("grid needs at least one axis, e.g. grid(lr=[0.01, 0.1])")
+  return Grid({name: _axis(name, values) for name, values in axes.items()})
+
+
+def log_range(low: float, high: float, num: int) -> np.ndarray:
+  """``num`` log-spaced values from ``low`` to ``high`` inclusive: low·(high/low)^(i/(num−1)).
+
+  Raises:
+    ValueError: ``low`` ≤ 0 (a log range of learning rates must be positive), ``high`` <
+      ``low``, or ``num`` < 1 (``num`` = 1 needs ``low`` = ``high``).
+  """
+  _checks.in_range("low", low, 0.0, low_open=True)
+  _checks.in_range("high", high, float(low))
+  num = _checks.positive_int("num", num)
+  if num == 1 and high != low:
+    raise ValueError(f"num=1 gives one value, but low={low!r} and high={high!r} differ")
+  return np.geomspace(float(low), float(high), num)
+
+
+def _as_grid(value: Any) -> Grid:
+  if isinstance(value, Grid):
+    return value
+  if isinstance(value, Mapping):
+    return grid(**value)
+  raise TypeError(f"grid must be a jaxnn.sweep.Grid (from grid(...)) or a dict of axes, "
+                  f"got {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------------------
+# devices
+# ---------------------------------------------------------------------------------------
+
+def use_cpu_devices(n: int | None = None) -> int:
+  """Runs XLA:CPU as ``n`` devices (default: one per core available to this process).
+
+  XLA:CPU runs a batched matrix product — one small product per run of a vmapped sweep —
+  on a single core, so on one device a sweep of small models keeps about one core busy.
+  As n devices, the sweep's sharding gives each device K/n runs and every core works.
+  Other work is unaffected: unsharded programs run on the first device, whose large matrix
+  products still use every core.
+
+  Call it before JAX computes anything (right after ``import``), as JAX fixes its devices
+  at its first computation; the ``jaxnn sweep`` command does. Setting
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` before Python starts does the
+  same.
+
+  Returns:
+    The number of CPU devices.
+
+  Raises:
+    RuntimeError: JAX has already started with a different number of CPU devices.
+  """
+  if n is None:
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  n = _checks.positive_int("n", n or 1)
+  try:
+    jax.config.update("jax_num_cpu_devices", n)
+  except RuntimeError:
+    have = len(jax.devices("cpu"))
+    if have != n:
+      raise RuntimeError(
+          f"use_cpu_devices({n}) must run before JAX's first computation; JAX already runs "
+          f"the CPU as {have} device(s). Call it right after import, or set "
+          f"XLA_FLAGS=--xla_force_host_platform_device_count={n} before starting "
+          f"Python") from None
+  return n
+
+
+def _devices(devices: Sequence[Any] | None) -> tuple:
+  devices = tuple(jax.devices() if devices is None else devices)
+  if not devices or not all(isinstance(d, jax.Device) for d in devices):
+    raise TypeError(f"devices must be a non-empty sequence of jax.Device (e.g. "
+                    f"jax.devices()), got {devices!r}")
+  return devices
+
+
+def _chunk_size(chunk_size: int | None, k: int, devices: tuple, per_run: int) -> int:
+  """Points per compiled call: a multiple of the device count, with the least padding."""
+  n_dev = len(devices)
+  if chunk_size is not None:
+    chunk = _checks.positive_int("chunk_size", chunk_size)
+    return -(-chunk // n_dev) * n_dev
+  stats = devices[0].memory_stats() or {}
+  budget = stats["bytes_limit"] // 4 if "bytes_limit" in stats else CHUNK_BYTES
+  per_device = max(1, budget // max(1, 8 * per_run))
+  chunks = -(-k // (per_device * n_dev))
+  return -(-k // (chunks * n_dev)) * n_dev
+
+
+# ---------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------
+
+class SweepResult(NamedTuple):
+  """The outcome of :func:`sweep`, every array on the host (NumPy).
+
+  Fields:
+    grid: the :class:`Grid`; run k is ``grid.point(k)``.
+    runs: the runs' :class:`~jaxnn.train.FitResult`, every leaf stacked on a leading axis
+      of K = ``grid.size`` (``runs.history["loss"]`` has shape (K, steps)); ``params``,
+      ``state`` and ``opt_state`` are None with ``keep_params=False``.
+    final_loss: (K,) the training loss of each run's last step; NaN for a diverged run.
+    diverged: (K,) bool; ``diverged_at``: (K,) the divergent step, or −1.
+    compile_seconds: tracing and compiling the one program of the sweep.
+    seconds: running every chunk (compile excluded).
+    chunk_size: points per compiled call; ``devices``: how many devices shared them.
+  """
+  grid: Grid
+  runs: train.FitResult
+  final_loss: np.ndarray
+  diverged: np.ndarray
+  diverged_at: np.ndarray
+  compile_seconds: float
+  seconds: float
+  chunk_size: int
+  devices: int
+
+  def reshaped(self, values: Any) -> np.ndarray:
+    """``values`` with its leading axis of K unflattened into the grid's shape, e.g.
+    ``result.reshaped(result.final_loss)[i, j]`` is point (lr_i, mu_j)."""
+    values = np.asarray(values)
+    return values.reshape(self.grid.shape + values.shape[1:])
+
+
+def _traced_error(err: Exception) -> TypeError:
+  return TypeError(
+      "run(hparams, key) must use hparams as traced JAX scalars (no float(), int(), if or "
+      "Python loops on them: each is a batch of values under vmap); tracing failed with: "
+      + str(err).strip().splitlines()[0])
+
+
+_TRACER_ERRORS = (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError,
+                  jax.errors.TracerArrayConversionError)
+
+
+def _dead_inputs(closed_jaxpr: Any) -> list[bool]:
+  """Which inputs the program's outputs do not depend on (dead-code elimination)."""
+  from jax._src.interpreters import partial_eval as pe  # jax has no public DCE
+
+  jaxpr = closed_jaxpr.jaxpr
+  _, used = pe.dce_jaxpr(jaxpr, [True] * len(jaxpr.outvars))
+  return [not u for u in used]
+
+
+def _check_run(run: Callable, hparams: dict, key: PRNGKey, seeded: bool) -> Any:
+  """Traces ``run`` at one point; returns its output shapes after checking that it returns
+  a FitResult and reads every axis of the grid."""
+  try:
+    closed, out = jax.make_jaxpr(run, return_shape=True)(hparams, key)
+  except _TRACER_ERRORS as e:
+    raise _traced_error(e) from None
+  except KeyError as e:
+    if len(e.args) == 1 and isinstance(e.args[0], str) and e.args[0] not in hparams:
+      raise KeyError(f"run(hparams, key) raised KeyError({e.args[0]!r}); the grid's axes "
+                     f"are {list(hparams)}") from None
+    raise
+  if not isinstance(out, train.FitResult):
+    raise TypeError(f"run(hparams, key) must return a jaxnn FitResult (from fit), got "
+                    f"{type(out).__name__}")
+  try:
+    dead = _dead_inputs(closed)
+  except Exception:  # pragma: no cover - a JAX without this internal: skip the check
+    return out
+  names = sorted(hparams)  # the order jax flattens a dict in
+  unread = [n for n, d in zip(names, dead) if d]
+  if seeded and "seed" in unread and not dead[len(names)]:
+    unread.remove("seed")  # the seed reaches run through its key
+  if unread:
+    raise ValueError(
+        f"grid axis {unread[0]!r} changes nothing: run(hparams, key) never reads "
+        f"hparams[{unread[0]!r}]" + (" or its key" if unread[0] == "seed" else "") +
+        f" (the axes it reads: {[n for n in names if n not in unread]}); drop the axis or "
+        f"use it in run")
+  return out
+
+
+def _nbytes(tree: Any) -> int:
+  return sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(tree))
+
+
+def _strip(result: train.FitResult) -> train.FitResult:
+  return result._replace(params=None, state=None, opt_state=None)
+
+
+def _program(run: Callable, devices: tuple, seeded: bool, keep_params: bool) -> Callable:
+  """``jit(vmap(run))``, sharded over ``devices`` when there are several."""
+  def batched(hparams, keys):
+    out = jax.vmap(run, in_axes=(0, 0 if seeded else None))(hparams, keys)
+    return out if keep_params else _strip(out)
+
+  if len(devices) == 1:
+    return jax.jit(batched)
+  mesh = Mesh(np.array(devices), ("runs",))
+  spread = NamedSharding(mesh, PartitionSpec("runs"))
+  same = NamedSharding(mesh, PartitionSpec())
+  return jax.jit(batched, in_shardings=(spread, spread if seeded else same),
+                 out_shardings=spread)
+
+
+def _put(tree: Any, devices: tuple, spread: bool) -> Any:
+  if len(devices) == 1:
+    return jax.device_put(tree, devices[0])
+  mesh = Mesh(np.array(devices), ("runs",))
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs") if spread else PartitionSpec()))
+
+
+def _final_loss(loss: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+  last = loss[:, -1].astype(float) if loss.ndim == 2 and loss.shape[1] else np.full(
+      len(loss), np.nan)
+  return np.where(diverged, np.nan, last)
+
+
+def sweep(run: Callable[[dict, PRNGKey], train.FitResult], grid: Grid | Mapping, *,
+          key: PRNGKey, chunk_size: int | None = None, devices: Sequence[Any] | None = None,
+          keep_params: bool = True, progress: bool | None = None) -> SweepResult:
+  """Runs ``run(hparams, key)`` at every point of ``grid`` as one vmapped program.
+
+  Args:
+    run: ``run(hparams, key) -> FitResult``; ``hparams`` maps every axis name to a traced
+      scalar (``seed`` as int32, the rest in JAX's default float dtype).
+    grid: a :class:`Grid` from :func:`grid`, or a dict of axes passed to it.
+    key: PRNG key; the run at a point gets ``fold_in(key, seed)`` with a ``seed`` axis,
+      else ``key`` (see the module doc).
+    chunk_size: points per compiled call, rounded up to a multiple of the device count;
+      default: as many as fit the memory budget (module doc), all of them when they fit.
+    devices: the devices to shard over (default ``jax.devices()``); one device: plain vmap.
+    keep_params: False drops every run's params, state and optimiser state (they never
+      leave the device), keeping the histories and divergence flags.
+    progress: a bar over chunks (default: with several chunks and stderr a terminal).
+
+  Returns:
+    A :class:`SweepResult`. Run k equals ``run(grid.point(k) as arrays, its key)`` called
+    on its own, up to floating-point reassociation.
+
+  Raises:
+    ValueError, TypeError: a bad grid (see :func:`grid`), an axis that ``run`` never reads,
+      a ``run`` that needs concrete hyperparameters or returns no FitResult.
+  """
+  if not callable(run):
+    raise TypeError(f"run must be a function run(hparams, key) -> FitResult, got {run!r}")
+  grid = _as_grid(grid)
+  if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+          and np.shape(key) == ()):
+    raise TypeError(f"key must be one PRNG key from jax.random.key(seed), got "
+                    f"{type(key).__name__} {getattr(key, 'dtype', '')}{np.shape(key)}")
+  keep_params = bool(keep_params)
+  devices = _devices(devices)
+  seeded = "seed" in grid.axes
+  floating = jnp.result_type(float)
+  dtypes = {n: jnp.int32 if n == "seed" else floating for n in grid.names}
+  one = {n: jax.ShapeDtypeStruct((), d) for n, d in dtypes.items()}
+  out = _check_run(run, one, key, seeded)
+
+  k = grid.size
+  chunk = _chunk_size(chunk_size, k, devices, _nbytes(out))
+  padded = -(-k // chunk) * chunk
+  index = np.minimum(np.arange(padded), k - 1)  # pad by repeating the last point
+  points = {n: np.asarray(v[index], dtypes[n]) for n, v in grid.points().items()}
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, points["seed"]) if seeded else key
+  program = _program(run, devices, seeded, keep_params)
+
+  start = time.perf_counter()
+  first = {n: v[:chunk] for n, v in points.items()}
+  try:
+    compiled = program.lower(_put(first, devices, True),
+                             _put(keys[:chunk] if seeded else keys, devices, seeded)).compile()
+  except _TRACER_ERRORS as e:
+    raise _traced_error(e) from None
+  compile_seconds = time.perf_counter() - start
+
+  if progress is None:
+    progress = padded > chunk and sys.stderr.isatty()
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm
+    bar = tqdm(total=k, unit="run", desc="sweep", leave=False)
+  start = time.perf_counter()
+  parts = []
+  for lo in range(0, padded, chunk):
+    hp = _put({n: v[lo:lo + chunk] for n, v in points.items()}, devices, True)
+    ks = _put(keys[lo:lo + chunk] if seeded else keys, devices, seeded)
+    parts.append(jax.device_get(compiled(hp, ks)))
+    if bar is not None:
+      bar.update(min(lo + chunk, k) - bar.n)
+  seconds = time.perf_counter() - start
+  if bar is not None:
+    bar.close()
+  runs = jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *parts)
+  diverged = np.asarray(runs.diverged, bool)
+  return SweepResult(grid, runs, _final_loss(np.asarray(runs.history["loss"]), diverged),
+                     diverged, np.asarray(runs.diverged_at), compile_seconds, seconds,
+                     chunk, len(devices))
+
+
+# ---------------------------------------------------------------------------------------
+# the learning-rate sweep
+# ---------------------------------------------------------------------------------------
+
+def lr_sweep(objective: Callable, params: Params | Callable[[PRNGKey], Params],
+             data: Any = None, *, lrs: Any, key: PRNGKey,
+             optimizer: str | Callable[[Any], Any] = "sgd", hyper: Mapping | None = None,
+             seeds: int | None = None, chunk_size: int | None = None,
+             devices: Sequence[Any] | None = None, keep_params: bool = False,
+             **fit_kwargs: Any) -> SweepResult:
+  """A sweep over learning rates (and seeds): the common case of :func:`sweep`.
+
+  Run k is ``fit(objective, params_k, opt(η_k), data, key=k_fit, **fit_kwargs)`` with
+  ``opt = optimizers.get(optimizer, η, **hyper)`` (or ``optimizer(η)`` for a function)
+  and ``(k_init, k_fit) = split(key_k)``; ``params_k`` is ``params`` itself, or
+  ``params(k_init)`` when ``params`` is an init function (with ``seeds``, a different
+  init per seed).
+
+  Args:
+    objective, data, fit_kwargs: as for :func:`jaxnn.train.fit` (``steps`` or ``epochs``,
+      ``batch_size``, ``state``, ``eval_data``, ...).
+    params: the starting params of every run, or ``init(key) -> params``.
+    lrs: the learning rates, e.g. ``log_range(1e-4, 1.0, 64)``.
+    key: PRNG key (see :func:`sweep`).
+    optimizer: a name from :mod:`jaxnn.optimizers` or a function ``lr -> optimizer``.
+    hyper: the optimiser's other hyperparameters, e.g. ``{"mu": 0.9}``.
+    seeds: run every η with seeds 0 … seeds − 1 (default: one run per η).
+    chunk_size, devices, keep_params: as for :func:`sweep` (params dropped by default).
+  """
+  hyper = dict(hyper or {})
+  if callable(optimizer):
+    if hyper:
+      raise TypeError("hyper goes with an optimizer name; a function lr -> optimizer sets "
+                      f"its own hyperparameters, got hyper={hyper!r}")
+    make = optimizer
+  else:
+    _checks.resolve("optimizer", optimizer, {n: n for n in optimizers.NAMES})
+    make = lambda lr: optimizers.get(optimizer, lr, **hyper)  # noqa: E731
+  axes = {"lr": lrs}
+  if seeds is not None:
+    axes["seed"] = range(_checks.positive_int("seeds", seeds))
+
+  def run(hp, run_key):
+    init_key, fit_key = jax.random.split(run_key)
+    start = params(init_key) if callable(params) else params
+    return train.fit(objective, start, make(hp["lr"]), data, key=fit_key, **fit_kwargs)
+
+  return sweep(run, grid(**axes), key=key, chunk_size=chunk_size, devices=devices,
+               keep_params=keep_params)
+
+
+class LRReport(NamedTuple):
+  """The stability edge of a learning-rate sweep, per group of the other axes.
+
+  A run *failed* when the divergence guard stopped it or its final training loss is not
+  below its first (it ended no better than it started: oscillating, or stuck after a
+  blow-up the guard's factor let pass).
+
+  Fields:
+    lrs: (n,) the learning rates, ascending.
+    groups: one dict per combination of the grid's other axes (seed excluded), e.g.
+      ``{"mu": 0.9}``; ``[{}]`` for a sweep over η alone.
+    final_loss: (groups, n, seeds) final training losses (NaN where diverged).
+    diverged, failed: (groups, n, seeds) bool.
+    rows: one dict per group: ``group``; ``largest_stable_lr``, the largest η at which,
+      and below which, no run failed (NaN when the smallest η failed);
+      ``smallest_failed_lr`` (NaN when none did); ``best_lr`` and ``best_loss``, the lowest
+      median final loss over η where no seed failed; and with ``lambda_max``:
+      ``threshold`` (2/λmax; 2(1+μ)/λmax with a momentum axis, 2(1+μ)/((1+2μ)λmax) for
+      Nesterov) and ``ratio`` = largest_stable_lr / threshold.
+    lambda_max: the curvature the thresholds were computed from, or None.
+  """
+  lrs: np.ndarray
+  groups: list
+  final_loss: np.ndarray
+  diverged: np.ndarray
+  failed: np.ndarray
+  rows: list
+  lambda_max: float | None
+
+
+def lr_report(result: SweepResult, lambda_max: float | None = None, *,
+              nesterov: bool = False) -> LRReport:
+  """Finds the largest stable η of every group of a sweep with an ``lr`` axis and, given
+  λmax (the Hessian's largest eigenvalue, e.g. from :func:`jaxnn.hessian.spectrum` at the
+  start of training), compares it with the gradient-descent threshold
+  :func:`jaxnn.hessian.max_stable_lr`: 2/λmax, or 2(1+μ)/λmax for heavy-ball momentum μ.
+
+  The threshold is exact for full-batch descent on a quadratic; on a network λmax changes
+  as it trains, and minibatch noise moves the edge, so read the ratio as a check of scale.
+  """
+  if not isinstance(result, SweepResult):
+    raise TypeError(f"result must be a SweepResult from sweep or lr_sweep, got "
+                    f"{type(result).__name__}")
+  names = result.grid.names
+  lr_name = next((n for n in _LR_NAMES if n in names), None)
+  if lr_name is None:
+    raise ValueError(f"lr_report needs a grid with an 'lr' axis, got axes {list(names)}")
+  if lambda_max is not None:
+    _checks.in_range("lambda_max", lambda_max, 0.0, low_open=True)
+  others = [n for n in names if n not in (lr_name, "seed")]
+  order = [names.index(n) for n in (*others, lr_name)] + (
+      [names.index("seed")] if "seed" in names else [])
+  lr_values = result.grid.axes[lr_name]
+  by_lr = np.argsort(lr_values)
+  shape = [len(result.grid.axes[n]) for n in others]
+
+  def arrange(values):
+    cube = np.transpose(result.reshaped(values), order)
+    return cube.reshape((math.prod(shape), len(lr_values), -1))[:, by_lr]
+
+  first = np.asarray(result.runs.history["loss"], float)[:, 0]
+  with np.errstate(invalid="ignore"):
+    failed = result.diverged | ~(result.final_loss < first)
+  losses, diverged, failed = (arrange(v) for v in (result.final_loss, result.diverged,
+                                                   failed))
+  lrs = lr_values[by_lr]
+  groups, rows = [], []
+  for g, index in enumerate(np.ndindex(*shape)):
+    group = {n: result.grid.axes[n][i].item() for n, i in zip(others, index)}
+    groups.append(group)
+    rows.append(_edge(lrs, losses[g], failed[g], group, lambda_max, nesterov))
+  return LRReport(lrs, groups, losses, diverged, failed, rows,
+                  None if lambda_max is None else float(lambda_max))
+
+
+def _edge(lrs, losses, failed, group, lambda_max, nesterov) -> dict:
+  """One group's row of the report (``losses``, ``failed``: (n, seeds))."""
+  bad = failed.any(axis=1)
+  first_bad = int(np.argmax(bad)) if bad.any() else len(lrs)
+  median = np.array([np.nan if b else np.median(v) for b, v in zip(bad, losses)])
+  best = int(np.argmin(np.where(np.isfinite(median), median, np.inf)))
+  found = bool(np.isfinite(median[best]))
+  row = {"group": group,
+         "largest_stable_lr": float(lrs[first_bad - 1]) if first_bad else math.nan,
+         "smallest_failed_lr": float(lrs[first_bad]) if bad.any() else math.nan,
+         "best_lr": float(lrs[best]) if found else math.nan,
+         "best_loss": float(median[best]) if found else math.nan}
+  if lambda_max is not None:
+    mu = next((group[n] for n in _MU_NAMES if n in group), 0.0)
+    row["threshold"] = float(hessian.max_stable_lr(float(lambda_max), mu, nesterov))
+    row["ratio"] = row["largest_stable_lr"] / row["threshold"]
+  return row
