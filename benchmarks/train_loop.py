@@ -139,7 +139,7 @@ def bench_numpy(x, y, sizes, batch):
   return run
 
 
-def bench_torch(x, y, sizes, batch):
+def bench_torch(x, y, sizes, batch, lr=LR):
   import torch
 
   torch.set_num_threads(os.cpu_count() or 1)
@@ -156,7 +156,7 @@ def bench_torch(x, y, sizes, batch):
 
   def run(steps):
     net.load_state_dict(state0)
-    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MU)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=MU)
     for idx in permutations(len(x), batch, steps):
       idx = torch.from_numpy(idx)
       opt.zero_grad()

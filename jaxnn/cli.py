@@ -155,8 +155,8 @@ def _sweep_parser(sub) -> None:
       "sweep", help="train at every point of a hyperparameter grid, as one program",
       description="Train an MLP at every point of a product grid of learning rates "
                   "(and momenta, weight decays, dropout rates, seeds), all runs vmapped "
-                  "in one compiled program and sharded over the devices (on a CPU, one "
-                  "device per core). Finds the largest stable η per group and compares "
+                  "in one compiled program and sharded over the devices (on a CPU, the "
+                  "host split into 8 devices per core). Finds the largest stable η per group and compares "
                   "it with 2/λmax (2(1+μ)/λmax with momentum) of the exact Hessian at "
                   "the start. Writes results.json and sweep.png.")
   _data_options(p, "digits")
@@ -168,7 +168,8 @@ def _sweep_parser(sub) -> None:
   axes = p.add_argument_group(
       "grid", "each axis: LOW:HIGH:NUM (NUM values, log-spaced for --lr, evenly spaced "
               "otherwise) or comma-separated values; the grid is their product")
-  axes.add_argument("--lr", type=_values(log=True), default=sweep.log_range(1e-3, 10.0, 32).tolist(),
+  axes.add_argument("--lr", type=_values(log=True),
+                    default=sweep.log_range(1e-3, 10.0, 32).tolist(),
                     help="learning rates η (default: 1e-3:10:32)")
   axes.add_argument("--momentum", type=_values(log=False), default=None,
                     help="momenta μ (heavy ball; with --optimizer sgd switches to momentum)")
@@ -194,7 +195,7 @@ def _sweep_parser(sub) -> None:
   run.add_argument("--chunk-size", type=int, default=None,
                    help="runs per compiled call (default: from the memory budget)")
   run.add_argument("--devices", type=int, default=None,
-                   help="run XLA:CPU as this many devices (default: one per core)")
+                   help="run XLA:CPU as this many devices (default: 8 per core, at most 64)")
   run.add_argument("--out", type=Path, default=Path("results/sweep"),
                    help="output folder (default: %(default)s)")
   run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -314,7 +315,7 @@ def train_command(args) -> dict:
 
 
 def _split_host(devices: int | None) -> None:
-  """One XLA:CPU device per core (or ``devices``), when JAX has not started yet."""
+  """Splits XLA:CPU into ``devices`` (default: 8 per core) when JAX has not started yet."""
   try:
     sweep.use_cpu_devices(devices)
   except RuntimeError:

@@ -46,6 +46,9 @@ def test_public_names():
       jaxnn.schedules: ["constant", "linear", "power_law", "exponential", "step",
                         "cosine_restarts", "cyclic"],
       jaxnn.train: ["fit", "objective", "make_step"],
+      jaxnn.sweep: ["sweep", "grid", "lr_sweep", "lr_report", "log_range",
+                    "use_cpu_devices"],
+      jaxnn.hessian: ["hessian_matrix", "spectrum", "check_rates", "max_stable_lr"],
   }.items():
     for name in names:
       assert callable(getattr(module, name)), f"{module.__name__}.{name}"

@@ -183,6 +183,10 @@ def test_one_compilation_for_all_chunks():
                        chunk_size=3)
   assert result.chunk_size == -(-3 // len(jax.devices())) * len(jax.devices())
   assert len(traces) == 2  # once to check the axes it reads, once to compile
+  again = sweep.sweep(run, sweep.grid(lr=np.linspace(0.2, 0.7, 10)), key=jax.random.key(0),
+                      chunk_size=3)
+  assert len(traces) == 2  # the same run, axes and chunks: the compiled program is reused
+  assert again.runs.history["lr"][0, 0] == pytest.approx(0.2)
   unchunked = sweep.sweep(inner, sweep.grid(lr=np.linspace(0.1, 0.6, 10)),
                           key=jax.random.key(0))
   np.testing.assert_allclose(result.runs.history["loss"], unchunked.runs.history["loss"],
@@ -293,7 +297,8 @@ SHARDED = textwrap.dedent("""
         "same_nan": bool((np.isnan(many.runs.history["loss"])
                           == np.isnan(one.runs.history["loss"])).all()),
         "diverged": many.diverged.tolist(), "diverged_one": one.diverged.tolist(),
-        "seeded_chunk": seeded.chunk_size, "seeded_first": seeded.runs.history["loss"][:, 0].tolist(),
+        "seeded_chunk": seeded.chunk_size,
+        "seeded_first": seeded.runs.history["loss"][:, 0].tolist(),
     }))
 """)
 
