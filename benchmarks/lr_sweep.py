@@ -53,7 +53,6 @@ def main() -> None:
 
 def run_benchmark(args) -> dict:
   import jax.numpy as jnp
-  import numpy as np
 
   import jaxnn
   from jaxnn import losses, optimizers, train
