@@ -107,7 +107,6 @@ def run_benchmark(args) -> dict:
       impls["torch, eager loop"] = lambda: [r(steps) for r in torch_runs]
     except ImportError:
       print("PyTorch is not importable: the torch row is left out")
-  start = time.perf_counter()
   loop_first = None
   for name, impl in impls.items():  # warm-up: compile
     start = time.perf_counter()

@@ -33,9 +33,13 @@ How the K points run:
   sharded sweep keeps every core busy.
 * **chunks**: the points run ``chunk_size`` at a time, every chunk through the same
   compiled program, and each chunk's results go to host memory while the next one runs
-  (at most two chunks on the device): a 10,000-point grid runs in bounded device memory. The default chunk fits
-  :data:`CHUNK_BYTES` per device (or a quarter of an accelerator's memory) at an estimated
-  8 × the size of one run's outputs (params, optimiser state, history) per run.
+  (at most two chunks on the device): a 10,000-point grid runs in bounded device memory.
+  The default chunk fits :data:`CHUNK_BYTES` per device (or a quarter of an
+  accelerator's memory) at an estimated 8 × the size of one run's outputs (params,
+  optimiser state, history) per run.
+* **caching**: the compiled programs of the last 16 sweeps are kept; sweeping the same
+  ``run`` function again over axes of the same names and chunk size reuses its program
+  (new values, no recompilation).
 
 Grid values are concrete, so they are checked before anything is traced: empty axes,
 non-finite or repeated values, learning rates ≤ 0, momenta and dropout rates outside

@@ -128,6 +128,26 @@ def test_every_axis_changes_the_runs(mlp_sweep):
     assert np.ptp(loss[..., -1], axis=axis).min() > 1e-6
 
 
+def test_dropout_and_weight_decay_axes_equal_separate_fits():
+  def run(hp, key):
+    init_key, fit_key = jax.random.split(key)
+    model = jaxnn.mlp((2, 8, 2), dropout=hp["dropout"])
+    params, state = model.init(init_key)
+    params = jax.tree.map(lambda w: w.astype(jnp.float64), params)
+    return train.fit(train.objective(model, losses.softmax_cross_entropy), params,
+                     optimizers.sgd(0.3, weight_decay=hp["weight_decay"]), DATA, key=fit_key,
+                     steps=15, batch_size=32, state=state)
+
+  result = sweep.sweep(run, sweep.grid(dropout=[0.0, 0.5], weight_decay=[0.0, 0.1]),
+                       key=jax.random.key(4))
+  one = jax.jit(run)
+  for k in range(4):
+    hp = {n: jnp.float64(v) for n, v in result.grid.point(k).items()}
+    np.testing.assert_allclose(result.runs.history["loss"][k],
+                               one(hp, jax.random.key(4)).history["loss"], rtol=1e-9)
+  assert np.ptp(result.final_loss) > 1e-3
+
+
 def quadratic_bowl_run(bowl, w0, steps, optimizer=optimizers.sgd):
   def run(hp, key):
     return train.fit(lambda p, s, b, k: (bowl.loss(p), s), w0, optimizer(hp["lr"]), None,
