@@ -72,12 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Train an MLP on a built-in dataset; all steps run in one "
                                  "compiled program. Writes results.json and training.png.")
   _data_options(p, "digits")
-  model = p.add_argument_group("model")
-  model.add_argument("--hidden", type=_widths, default=(128,),
-                     help="hidden widths, comma-separated (default: 128)")
-  model.add_argument("--activation", choices=activations.NAMES, default="relu")
-  model.add_argument("--init", choices=initializers.NAMES, default="he",
-                     help="weight initialiser (default: %(default)s)")
+  model = _model_options(p, (128,), "relu", "he")
   model.add_argument("--bias-init", choices=("zeros", "small", "normal"), default="zeros")
   model.add_argument("--batch-norm", action="store_true", help="batch-normalise hidden layers")
   model.add_argument("--layer-norm", action="store_true", help="layer-normalise hidden layers")
@@ -111,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
   _sweep_parser(sub)
   _hessian_parser(sub)
   return parser
+
+
+def _model_options(p: argparse.ArgumentParser, hidden: tuple[int, ...], activation: str,
+                   init: str, note: str = "") -> argparse._ArgumentGroup:
+  """The MLP's --hidden, --activation and --init, with this command's defaults."""
+  model = p.add_argument_group("model")
+  model.add_argument("--hidden", type=_widths, default=hidden,
+                     help=f"hidden widths, comma-separated (default: "
+                          f"{','.join(map(str, hidden))}{note})")
+  model.add_argument("--activation", choices=activations.NAMES, default=activation)
+  model.add_argument("--init", choices=initializers.NAMES, default=init,
+                     help="weight initialiser (default: %(default)s)")
+  return model
 
 
 def _data_options(p: argparse.ArgumentParser, default: str) -> None:
@@ -156,15 +164,11 @@ def _sweep_parser(sub) -> None:
       description="Train an MLP at every point of a product grid of learning rates "
                   "(and momenta, weight decays, dropout rates, seeds), all runs vmapped "
                   "in one compiled program and sharded over the devices (on a CPU, the "
-                  "host split into 8 devices per core). Finds the largest stable η per group and compares "
-                  "it with 2/λmax (2(1+μ)/λmax with momentum) of the exact Hessian at "
-                  "the start. Writes results.json and sweep.png.")
+                  "host split into 8 devices per core). Finds the largest stable η per "
+                  "group and compares it with 2/λmax (2(1+μ)/λmax with momentum) of the "
+                  "exact Hessian at the start. Writes results.json and sweep.png.")
   _data_options(p, "digits")
-  model = p.add_argument_group("model")
-  model.add_argument("--hidden", type=_widths, default=(32,),
-                     help="hidden widths, comma-separated (default: 32)")
-  model.add_argument("--activation", choices=activations.NAMES, default="relu")
-  model.add_argument("--init", choices=initializers.NAMES, default="he")
+  _model_options(p, (32,), "relu", "he")
   axes = p.add_argument_group(
       "grid", "each axis: LOW:HIGH:NUM (NUM values, log-spaced for --lr, evenly spaced "
               "otherwise) or comma-separated values; the grid is their product")
@@ -213,12 +217,8 @@ def _hessian_parser(sub) -> None:
                   "rates.png and directions.png.")
   _data_options(p, "moons")
   p.set_defaults(n=200)
-  model = p.add_argument_group("model")
-  model.add_argument("--hidden", type=_widths, default=(8, 8),
-                     help="hidden widths, comma-separated (default: 8,8; keep the "
-                          "parameter count to a few thousand)")
-  model.add_argument("--activation", choices=activations.NAMES, default="tanh")
-  model.add_argument("--init", choices=initializers.NAMES, default="lecun")
+  model = _model_options(p, (8, 8), "tanh", "lecun",
+                         note="; keep the parameter count to a few thousand")
   model.add_argument("--l2", type=float, default=1e-2,
                      help="c in + (c/2)‖θ‖² over every parameter, biases included: "
                           "with c > 0 the minimum is strict (default: %(default)s)")
