@@ -369,8 +369,12 @@ def sweep_command(args) -> dict:
                         eval_data=test_set, eval_every=args.steps)
 
   key = jax.random.key(args.seed)
-  lambda_max, where = _sweep_lambda_max(args.lambda_max, make, loss, train_set,
-                                        key if args.seeds == 1 else jax.random.fold_in(key, 0))
+  first_key = key if args.seeds == 1 else jax.random.fold_in(key, 0)  # seed 0's run
+  if optimizer in ("sgd", "momentum", "nesterov"):
+    lambda_max, where = _sweep_lambda_max(args.lambda_max, make, loss, train_set, first_key)
+  else:
+    lambda_max, where = None, (f"not used: the 2/λmax threshold is for gradient descent "
+                               f"with or without momentum, not {optimizer}")
   result = sweep.sweep(run, grid, key=key, chunk_size=args.chunk_size, keep_params=False,
                        progress=False if args.no_progress else None)
   report = sweep.lr_report(result, lambda_max, nesterov=optimizer == "nesterov")

@@ -210,12 +210,9 @@ def lr_sweep(lrs: Any, final_loss: Any, failed: Any, *, labels: Any = None,
     ok = ~failed[g].any(axis=1)
     median = np.array([np.median(v) if o else np.nan for o, v in zip(ok, loss[g])])
     ax.plot(lrs, median, "-", color=colors[g], lw=1.5, label=labels[g])
-    seeds_x = np.repeat(lrs, loss.shape[2])
-    good = ~failed[g].reshape(-1)
-    ax.plot(seeds_x[good], loss[g].reshape(-1)[good], ".", color=colors[g], ms=3,
-            alpha=0.5)
+    seeds_x, values = np.repeat(lrs, loss.shape[2]), loss[g].reshape(-1)
     bad = failed[g].reshape(-1)
-    values = loss[g].reshape(-1)
+    ax.plot(seeds_x[~bad], values[~bad], ".", color=colors[g], ms=3, alpha=0.5)
     finite = np.isfinite(values)
     for where, ys, transform in ((bad & finite, values, ax.transData),
                                  (bad & ~finite, np.full(values.shape, 0.97 - 0.03 * g),
