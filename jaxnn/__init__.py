@@ -4,12 +4,13 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.activations`, :mod:`~jaxnn.initializers`, :mod:`~jaxnn.model`,
 :mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
 :mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
-:mod:`~jaxnn.sweep`, :mod:`~jaxnn.hessian`, :mod:`~jaxnn.checkpoint`,
-:mod:`~jaxnn.plotting`.
+:mod:`~jaxnn.sweep`, :mod:`~jaxnn.hessian`, :mod:`~jaxnn.spectral`,
+:mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`.
 """
 
 from jaxnn import (activations, base, checkpoint, datasets, hessian, initializers, losses,
-                   model, normalization, optimizers, plotting, schedules, sweep, train)
+                   model, normalization, optimizers, plotting, schedules, spectral, sweep,
+                   train)
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective
@@ -40,6 +41,7 @@ __all__ = [
     "optimizers",
     "plotting",
     "schedules",
+    "spectral",
     "sweep",
     "train",
     "weight_mask",
