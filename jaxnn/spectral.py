@@ -312,42 +312,67 @@ class LanczosResult(NamedTuple):
 
 
 def _lanczos(op: Callable, v: Tree, key: PRNGKey, block: Tree | None, k: int) -> tuple:
-  """k Lanczos steps with full (twice-applied) Gram-Schmidt against the whole basis."""
+  """k Lanczos steps, reorthogonalising against the basis built so far (module doc)."""
   dtype = _dtype(v)
   eps = jnp.finfo(dtype).eps
-  basis = jax.tree.map(lambda x: jnp.zeros((k,) + x.shape, x.dtype), v)
+  rows = max(4, -(-k // 8))  # the basis in ≤ 8 groups; groups not yet filled are skipped
+  groups = -(-(k + 1) // rows)
+  basis = jax.tree.map(lambda x: jnp.zeros((groups * rows,) + x.shape, x.dtype), v)
 
-  def put(q_all, j, q):
-    return jax.tree.map(lambda a, x: a.at[j].set(x), q_all, q)
+  def project(q_all, w, j):
+    """w − Σ_{i ≤ j} (qᵢᵀw) qᵢ, touching only the groups that hold q₀ … qⱼ."""
+    out = w
+    for g in range(groups):
+      part = jax.tree.map(lambda a, g=g: lax.slice_in_dim(a, g * rows, (g + 1) * rows), q_all)
 
-  def orthogonalise(q_all, w):
-    for _ in range(2):  # "twice is enough" (Kahan-Parlett)
-      coef = sum(jnp.tensordot(a, x, axes=x.ndim) for a, x in
-                 zip(jax.tree.leaves(q_all), jax.tree.leaves(w)))
-      w = jax.tree.map(lambda x, a: x - jnp.tensordot(coef, a, axes=1), w, q_all)
-    return w
+      def remove(out, part=part):
+        coef = sum(jnp.tensordot(a, x, axes=x.ndim) for a, x in
+                   zip(jax.tree.leaves(part), jax.tree.leaves(w)))
+        return jax.tree.map(lambda o, a: o - jnp.tensordot(coef, a, axes=1), out, part)
+
+      out = lax.cond(g * rows <= j, remove, lambda o: o, out)
+    return out
+
+  def orthogonalise(q_all, w, j):
+    """One classical Gram-Schmidt pass, and a second when the first removed more than
+    half of ‖w‖ (where one pass loses orthogonality: Kahan-Parlett, "twice is enough")."""
+    def again(state):
+      passes, _, before, after = state
+      return (passes == 0) | ((passes == 1) & (after < 0.5 * before))
+
+    def one_pass(state):
+      passes, u, _, after = state
+      u = project(q_all, u, j)
+      return passes + 1, u, after, optax.tree.norm(u)
+
+    norm = optax.tree.norm(w)
+    return lax.while_loop(again, one_pass, (jnp.asarray(0), w, norm, norm))[1]
+
+  def restart(q_all, j):
+    return orthogonalise(q_all, _random_unit(jax.random.fold_in(key, j), v, block), j)
 
   def body(j, carry):
-    q_all, q, alpha, beta, scale, restarts = carry
+    q_all, q, q_prev, beta_prev, alpha, beta, scale, restarts = carry
     w = op(q)
     a = optax.tree.vdot(q, w)
-    w = orthogonalise(q_all, w)
+    w = jax.tree.map(lambda x, u, p: x - a * u - beta_prev * p, w, q, q_prev)  # 3-term
+    w = orthogonalise(q_all, w, j)
     b = optax.tree.norm(w)
     scale = jnp.maximum(scale, jnp.maximum(jnp.abs(a), b))
     broken = b <= eps ** (2 / 3) * scale
-    fresh = orthogonalise(q_all, _random_unit(jax.random.fold_in(key, j), v, block))
-    w = jax.tree.map(lambda f, x: jnp.where(broken, f, x), fresh, w)
+    w = lax.cond(broken, lambda: restart(q_all, j), lambda: w)
     q_next = optax.tree.scale(1.0 / optax.tree.norm(w), w)
-    last = j == k - 1
-    q_all = lax.cond(last, lambda: q_all, lambda: put(q_all, j + 1, q_next))
-    alpha = alpha.at[j].set(a)
-    beta = beta.at[j].set(jnp.where(broken, 0.0, b))
-    return q_all, q_next, alpha, beta, scale, restarts + (broken & ~last)
+    q_all = jax.tree.map(lambda m, x: m.at[j + 1].set(x), q_all, q_next)
+    b = jnp.where(broken, 0.0, b)
+    return (q_all, q_next, q, b, alpha.at[j].set(a), beta.at[j].set(b), scale,
+            restarts + (broken & (j < k - 1)))
 
-  carry = (put(basis, 0, v), v, jnp.zeros(k, dtype), jnp.zeros(k, dtype),
-           jnp.zeros((), dtype), jnp.asarray(0))
-  q_all, _, alpha, beta, _, restarts = lax.fori_loop(0, k, body, carry)
-  return q_all, alpha, beta[:-1], restarts
+  start = jax.tree.map(lambda m, x: m.at[0].set(x), basis, v)
+  zero = jnp.zeros((), dtype)
+  carry = (start, v, optax.tree.zeros_like(v), zero, jnp.zeros(k, dtype), jnp.zeros(k, dtype),
+           zero, jnp.asarray(0))
+  q_all, _, _, _, alpha, beta, _, restarts = lax.fori_loop(0, k, body, carry)
+  return jax.tree.map(lambda m: m[:k], q_all), alpha, beta[:-1], restarts
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -359,13 +384,16 @@ def lanczos(loss_fn: Callable | Curvature, params: Params, k: int, *, key: PRNGK
             v0: Tree | None = None, mask: Any = None) -> LanczosResult:
   """k steps of the Lanczos iteration with full reorthogonalisation.
 
-  From a unit q₀: w = A qⱼ, αⱼ = qⱼᵀw, w ← w − Σᵢ (qᵢᵀw) qᵢ over the whole basis (twice,
-  for orthogonality to working precision), βⱼ = ‖w‖, qⱼ₊₁ = w/βⱼ; then T = tridiag(β, α,
-  β) = QᵀAQ, whose eigenvalues (the Ritz values) approximate A's extremes first. When βⱼ
-  falls to round-off (≤ ε^(2/3) × the largest |α|, β seen) the Krylov space is invariant:
-  the iteration restarts from a random vector orthogonal to the basis and records βⱼ = 0,
-  so k = P recovers the whole spectrum, repeated eigenvalues included. Costs k products
-  with A and O(k²P) for the reorthogonalisation; memory k vectors.
+  From a unit q₀: w = A qⱼ, αⱼ = qⱼᵀw, w ← w − αⱼqⱼ − βⱼ₋₁qⱼ₋₁, then w ← w − Σ_{i≤j}
+  (qᵢᵀw) qᵢ over the basis so far (classical Gram-Schmidt, repeated once when it removes
+  more than half of ‖w‖, which keeps the basis orthogonal to working precision), βⱼ = ‖w‖,
+  qⱼ₊₁ = w/βⱼ; then T = tridiag(β, α, β) = QᵀAQ, whose eigenvalues (the Ritz values)
+  approximate A's extremes first. When βⱼ falls to round-off (≤ ε^(2/3) × the largest
+  |α|, β seen) the Krylov space is invariant: the iteration restarts from a random vector
+  orthogonal to the basis and records βⱼ = 0, so k = P recovers the whole spectrum,
+  repeated eigenvalues included. Costs k products with A and about k²P multiply-adds for
+  the reorthogonalisation (the basis is read in groups, skipping those not yet filled);
+  memory k + 1 vectors.
 
   The loop runs in ``lax.fori_loop`` under ``jit``; T (at most k × k) is diagonalised on
   the host.

@@ -1,7 +1,6 @@
 """jaxnn.spectral against the exact Hessian (float64): HVPs, power iteration, Lanczos,
 Hutchinson's trace, stochastic Lanczos quadrature, blocks, Gauss-Newton, batches, hooks."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
