@@ -109,6 +109,29 @@ def hessian_curvature(loss_fn: Callable, data: Any = None, *,
   return Curvature(matvec)
 
 
+def objective_loss(objective: Any, state: Any = None, batch: Any = None, *,
+                   train: bool = False, key: PRNGKey | None = None) -> Callable:
+  """The training loss of a :func:`jaxnn.train.objective` (data loss + penalty) as a
+  function of the params alone: ``loss_fn(params)`` on ``batch``, or ``loss_fn(params,
+  batch)`` for :func:`hessian_curvature` over a dataset when ``batch`` is None.
+
+  By default the model is in inference mode: batch norm uses its running averages in
+  ``state`` and dropout is off, so E is a fixed function of w and its Hessian is that of
+  the network as it predicts. ``train=True`` analyses the training-mode loss instead
+  (batch statistics: each example's output then depends on the whole batch; dropout
+  draws its mask from ``key``).
+  """
+  if not hasattr(objective, "value"):
+    raise TypeError(f"objective must be built by jaxnn.train.objective, got "
+                    f"{type(objective).__name__}")
+  state = {} if state is None else state
+
+  def on(params, data):
+    return objective.value(params, state, data, train=train, key=key)[0]
+
+  return on if batch is None else (lambda params: on(params, batch))
+
+
 def gauss_newton(model_fn: Callable[[Params], Array],
                  output_loss: Callable[[Array], Array]) -> Curvature:
   """The generalised Gauss-Newton matrix G = Jᵀ H_ℓ J of E(w) = ℓ(f(w)).
@@ -315,23 +338,20 @@ def _lanczos(op: Callable, v: Tree, key: PRNGKey, block: Tree | None, k: int) ->
   """k Lanczos steps, reorthogonalising against the basis built so far (module doc)."""
   dtype = _dtype(v)
   eps = jnp.finfo(dtype).eps
-  rows = max(4, -(-k // 8))  # the basis in ≤ 8 groups; groups not yet filled are skipped
+  rows = max(4, -(-k // 8))  # the basis is read a group of rows at a time
   groups = -(-(k + 1) // rows)
   basis = jax.tree.map(lambda x: jnp.zeros((groups * rows,) + x.shape, x.dtype), v)
 
   def project(q_all, w, j):
-    """w − Σ_{i ≤ j} (qᵢᵀw) qᵢ, touching only the groups that hold q₀ … qⱼ."""
-    out = w
-    for g in range(groups):
-      part = jax.tree.map(lambda a, g=g: lax.slice_in_dim(a, g * rows, (g + 1) * rows), q_all)
+    """w − Σ_{i ≤ j} (qᵢᵀw) qᵢ, a group of rows at a time (block modified Gram-Schmidt),
+    touching only the groups that hold q₀ … qⱼ."""
+    def remove(g, out):
+      part = jax.tree.map(lambda a: lax.dynamic_slice_in_dim(a, g * rows, rows), q_all)
+      coef = sum(jnp.tensordot(a, x, axes=x.ndim) for a, x in
+                 zip(jax.tree.leaves(part), jax.tree.leaves(out)))
+      return jax.tree.map(lambda o, a: o - jnp.tensordot(coef, a, axes=1), out, part)
 
-      def remove(out, part=part):
-        coef = sum(jnp.tensordot(a, x, axes=x.ndim) for a, x in
-                   zip(jax.tree.leaves(part), jax.tree.leaves(w)))
-        return jax.tree.map(lambda o, a: o - jnp.tensordot(coef, a, axes=1), out, part)
-
-      out = lax.cond(g * rows <= j, remove, lambda o: o, out)
-    return out
+    return lax.fori_loop(0, j // rows + 1, remove, w)
 
   def orthogonalise(q_all, w, j):
     """One classical Gram-Schmidt pass, and a second when the first removed more than

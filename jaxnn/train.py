@@ -112,8 +112,15 @@ class Objective:
 
   def __call__(self, params: Params, state: State, batch: Any,
                key: PRNGKey) -> tuple[Array, State]:
+    return self.value(params, state, batch, train=True, key=key)
+
+  def value(self, params: Params, state: State, batch: Any, *, train: bool,
+            key: PRNGKey | None = None) -> tuple[Array, State]:
+    """(loss(logits, y) + penalty(params), new state) with the model in training mode
+    (batch statistics, dropout with ``key``) or inference mode (``train=False``: running
+    averages, no dropout; the state comes back unchanged)."""
     x, y = batch
-    logits, new_state = self._apply(params, state, x, True, key)
+    logits, new_state = self._apply(params, state, x, train, key)
     value = self.loss(logits, y)
     if self.penalty is not None:
       value = value + self.penalty(params)

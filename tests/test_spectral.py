@@ -171,6 +171,27 @@ def test_dataset_curvature_sums_batch_hvps():
       np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_batch_norm_models_are_analysed_in_inference_mode_by_default():
+  model = jaxnn.mlp((2, 5, 2), batch_norm=True)
+  params, state = model.init(jax.random.key(12))
+  params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+  state = jax.tree.map(lambda a: a.astype(jnp.float64) + 0.3, state)  # running averages
+  objective = train.objective(model, losses.softmax_cross_entropy)
+  infer = spectral.objective_loss(objective, state, (X, Y))
+  trained = spectral.objective_loss(objective, state, (X, Y), train=True)
+  assert float(infer(params)) == pytest.approx(
+      float(objective.evaluate(params, state, (X, Y))["loss"]), rel=1e-12)
+  assert float(trained(params)) == pytest.approx(
+      float(objective(params, state, (X, Y), None)[0]), rel=1e-12)
+  v = jax.tree.map(jnp.ones_like, params)
+  h_infer, h_train = spectral.hvp(infer, params, v), spectral.hvp(trained, params, v)
+  gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(h_infer),
+                                                            jax.tree.leaves(h_train)))
+  assert gap > 1e-3  # the two modes are different functions of w
+  per_batch = spectral.objective_loss(objective, state)  # loss_fn(params, batch)
+  assert float(per_batch(params, (X, Y))) == pytest.approx(float(infer(params)), rel=1e-12)
+
+
 def test_sharpness_hook_on_a_quadratic_is_constant_and_knows_the_momentum_threshold():
   b, _ = bowl([0.5, 1.0, 4.0])
   objective = lambda p, s, batch, k: (b.loss(p), s)  # noqa: E731
