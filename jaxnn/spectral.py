@@ -232,9 +232,10 @@ class PowerResult(NamedTuple):
 
 
 def _power(op: Callable, v: Tree, shift: Any, tol: Any, max_iter: int) -> PowerResult:
-  """Power iteration on A + shift·I from the unit vector v, in ``lax.while_loop``."""
+  """Power iteration on A + shift·I (shift None: on A) from the unit vector v, in
+  ``lax.while_loop``."""
   def apply(u):
-    return optax.tree.add_scale(op(u), shift, u)
+    return op(u) if shift is None else optax.tree.add_scale(op(u), shift, u)
 
   def body(carry):
     i, u, au, lam, _ = carry
@@ -251,7 +252,7 @@ def _power(op: Callable, v: Tree, shift: Any, tol: Any, max_iter: int) -> PowerR
   lam = optax.tree.vdot(v, au)
   i, u, _, lam, done = lax.while_loop(cond, body, (jnp.asarray(0), v, au, lam,
                                                    jnp.asarray(False)))
-  return PowerResult(lam - shift, u, i, done)
+  return PowerResult(lam if shift is None else lam - shift, u, i, done)
 
 
 def power_iteration(loss_fn: Callable | Curvature, params: Params, *, key: PRNGKey,
@@ -271,8 +272,10 @@ def power_iteration(loss_fn: Callable | Curvature, params: Params, *, key: PRNGK
   matvec, block = _matvec(loss_fn), _block(mask, params)
   v = _random_unit(key, params, block) if v0 is None else optax.tree.scale(
       1.0 / optax.tree.norm(v0), v0)
-  return _power_jit(matvec, params, block, v, jnp.asarray(shift, _dtype(params)),
-                    float(tol), max_iter)
+  concrete = _checks.concrete(shift)
+  shift = None if concrete is not None and float(concrete) == 0.0 else jnp.asarray(
+      shift, _dtype(params))
+  return _power_jit(matvec, params, block, v, shift, float(tol), max_iter)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
@@ -606,7 +609,7 @@ def sharpness_hook(objective: Callable, batch: Any, *, every: int = 10, iters: i
   def update(v, params, state, step):
     op = functools.partial(hvp, lambda p: objective(p, state, batch,
                                                     jax.random.fold_in(key, step))[0], params)
-    result = _power(op, v, jnp.zeros((), _dtype(params)), tol, iters)
+    result = _power(op, v, None, tol, iters)
     record = {"sharpness": result.eigenvalue, "iterations": result.iterations}
     if threshold is not None:
       record["threshold"] = jnp.asarray(threshold, _dtype(params))

@@ -49,6 +49,9 @@ def test_public_names():
       jaxnn.sweep: ["sweep", "grid", "lr_sweep", "lr_report", "log_range",
                     "use_cpu_devices"],
       jaxnn.hessian: ["hessian_matrix", "spectrum", "check_rates", "max_stable_lr"],
+      jaxnn.spectral: ["hvp", "power_iteration", "lanczos", "top_eigenvalues",
+                       "bottom_eigenvalues", "hutchinson_trace", "spectral_density",
+                       "lambda_max_min", "gauss_newton", "sharpness_hook"],
   }.items():
     for name in names:
       assert callable(getattr(module, name)), f"{module.__name__}.{name}"
