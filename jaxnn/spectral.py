@@ -237,21 +237,25 @@ def _power(op: Callable, v: Tree, shift: Any, tol: Any, max_iter: int) -> PowerR
   def apply(u):
     return op(u) if shift is None else optax.tree.add_scale(op(u), shift, u)
 
+  def measure(u, au):  # uᵀAu and ‖Au‖², both reductions over the same pass
+    return optax.tree.vdot(u, au), optax.tree.vdot(au, au)
+
   def body(carry):
-    i, u, au, lam, _ = carry
-    new = optax.tree.scale(1.0 / optax.tree.norm(au), au)
+    i, u, au, lam, square, _ = carry
+    new = optax.tree.scale(lax.rsqrt(square), au)
     a_new = apply(new)
-    lam_new = optax.tree.vdot(new, a_new)
-    return i + 1, new, a_new, lam_new, jnp.abs(lam_new - lam) <= tol * jnp.abs(lam_new)
+    lam_new, square = measure(new, a_new)
+    return (i + 1, new, a_new, lam_new, square,
+            jnp.abs(lam_new - lam) <= tol * jnp.abs(lam_new))
 
   def cond(carry):
-    i, _, _, _, done = carry
+    i, _, _, _, _, done = carry
     return (i < max_iter) & ~done
 
   au = apply(v)
-  lam = optax.tree.vdot(v, au)
-  i, u, _, lam, done = lax.while_loop(cond, body, (jnp.asarray(0), v, au, lam,
-                                                   jnp.asarray(False)))
+  lam, square = measure(v, au)
+  i, u, _, lam, _, done = lax.while_loop(cond, body, (jnp.asarray(0), v, au, lam, square,
+                                                      jnp.asarray(False)))
   return PowerResult(lam if shift is None else lam - shift, u, i, done)
 
 
