@@ -13,7 +13,8 @@ ReLU MLPs on 256 generated MNIST-sized examples (softmax cross-entropy, float32)
   5 eigenvalues by Lanczos on tanh MLPs small enough for both, to find the crossover;
 * ``--scale``: the top 5 eigenvalues by 30 Lanczos steps at 10⁶ and 10⁷ parameters.
 
-Times are the best of ``--repeat`` warm calls (compilation excluded and reported apart).
+Times are medians of ``--repeat`` interleaved rounds of warm calls (compilation excluded
+and reported apart); the exact-vs-Lanczos rows are the best of ``--repeat`` warm calls.
 Run from the repository root: ``python benchmarks/spectral.py [--quick] [--exact]
 [--scale] [--json PATH]``.
 """
@@ -50,6 +51,23 @@ def best(fn, repeat: int) -> tuple[float, float]:
   return first, min(times)
 
 
+def interleaved(fns: dict, rounds: int) -> dict:
+  """name -> (first call seconds, median of ``rounds`` warm calls), the calls of every
+  round made one after another so that a drift of the machine's speed hits all alike."""
+  first = {}
+  for name, fn in fns.items():
+    start = time.perf_counter()
+    fn()
+    first[name] = time.perf_counter() - start
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: (first[name], float(np.median(t))) for name, t in times.items()}
+
+
 def copy_bandwidth(mb: int = 512) -> float:
   """GB/s of the faster of a NumPy and a jitted copy of ``mb`` MB (read + write counted)."""
   a = np.ones(mb * 2**20 // 4, np.float32)
@@ -78,7 +96,7 @@ def problem(sizes, activation="relu", batch=256, seed=0):
   return params, loss, (np.asarray(x), np.asarray(y))
 
 
-def bench_jax(sizes, repeat) -> dict:
+def bench_jax(sizes) -> dict:
   params, loss, _ = problem(sizes)
   v = jax.tree.map(jnp.ones_like, params)
   key = jax.random.key(1)
@@ -88,12 +106,12 @@ def bench_jax(sizes, repeat) -> dict:
     return lax.fori_loop(0, 20, lambda i, u: spectral.hvp(loss, params, u), v)
 
   out = {}
-  out["hvp"] = best(lambda: jax.block_until_ready(spectral.hvp(loss, params, v)), repeat)
-  out["20 hvps"] = best(lambda: jax.block_until_ready(twenty(v)), repeat)
-  out["power 20"] = best(lambda: jax.block_until_ready(spectral.power_iteration(
-      loss, params, key=key, tol=0.0, max_iter=20).eigenvalue), repeat)
-  out["lanczos 30"] = best(lambda: jax.block_until_ready(spectral.lanczos(
-      loss, params, 30, key=key).alpha), repeat)
+  out["hvp"] = lambda: jax.block_until_ready(spectral.hvp(loss, params, v))
+  out["20 hvps"] = lambda: jax.block_until_ready(twenty(v))
+  out["power 20"] = lambda: jax.block_until_ready(spectral.power_iteration(
+      loss, params, key=key, tol=0.0, max_iter=20).eigenvalue)
+  out["lanczos 30"] = lambda: jax.block_until_ready(spectral.lanczos(
+      loss, params, 30, key=key).alpha)
   try:
     from matfree import decomp
   except ImportError:
@@ -102,11 +120,11 @@ def bench_jax(sizes, repeat) -> dict:
       lambda w, p: spectral.hvp(loss, p, w), u, params))
   unit = jax.tree.map(lambda a: a / jnp.sqrt(sum(jnp.sum(b**2) for b in jax.tree.leaves(v))),
                       v)
-  out["matfree lanczos 30"] = best(lambda: jax.block_until_ready(tri(unit)), repeat)
+  out["matfree lanczos 30"] = lambda: jax.block_until_ready(tri(unit))
   return out
 
 
-def bench_torch(sizes, repeat) -> dict | None:
+def bench_torch(sizes) -> dict | None:
   try:
     import torch
   except ImportError:
@@ -163,8 +181,7 @@ def bench_torch(sizes, repeat) -> dict | None:
     return alpha
 
   v = [torch.ones_like(p) for p in params]
-  return {"hvp": best(lambda: hvp(v), repeat), "power 20": best(power, repeat),
-          "lanczos 30": best(lanczos, repeat)}
+  return {"hvp": lambda: hvp(v), "power 20": power, "lanczos 30": lanczos}
 
 
 def exact_vs_lanczos(repeat) -> list:
@@ -202,7 +219,7 @@ def main() -> None:
   parser.add_argument("--quick", action="store_true", help="the 7·10⁵ model only")
   parser.add_argument("--exact", action="store_true", help="exact path vs Lanczos")
   parser.add_argument("--scale", action="store_true", help="10⁶ and 10⁷ parameters")
-  parser.add_argument("--repeat", type=int, default=3)
+  parser.add_argument("--repeat", type=int, default=5)
   parser.add_argument("--json")
   args = parser.parse_args()
   bandwidth = copy_bandwidth()
@@ -212,10 +229,14 @@ def main() -> None:
   for name, sizes in list(MODELS.items())[:1 if args.quick else None]:
     size = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
     print(f"{'-'.join(map(str, sizes))}, batch 256, P = {size:,}")
-    rows = {"jaxnn": bench_jax(sizes, args.repeat)}
-    torch_rows = bench_torch(sizes, args.repeat)
-    if torch_rows is not None:
-      rows["torch (PyHessian's way)"] = torch_rows
+    fns = {("jaxnn", what): fn for what, fn in bench_jax(sizes).items()}
+    torch_fns = bench_torch(sizes)
+    if torch_fns is not None:
+      fns.update({("torch (PyHessian's way)", what): fn for what, fn in torch_fns.items()})
+    rows = {}
+    for (impl, what), timing in interleaved(fns, args.repeat).items():
+      rows.setdefault(impl, {})[what] = timing
+    torch_rows = rows.get("torch (PyHessian's way)")
     for impl, result in rows.items():
       for what, (first, t) in result.items():
         print(f"  {impl:<24} {what:<20} {t * 1e3:9.1f} ms   (first call {first:.2f} s)")
@@ -228,7 +249,9 @@ def main() -> None:
     if torch_rows is not None:
       for what in ("power 20", "lanczos 30"):
         print(f"  {what}: jaxnn {torch_rows[what][1] / jx[what][1]:.2f}x faster than torch")
-    report["models"][name] = {"sizes": sizes, "params": size, "rows": rows,
+    report["models"][name] = {"sizes": sizes, "params": size,
+                              "rows": {i: {w: list(t) for w, t in r.items()}
+                                       for i, r in rows.items()},
                               "reortho_s": reortho, "traffic_gb": traffic / 1e9}
     print()
   if args.exact:

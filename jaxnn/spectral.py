@@ -274,17 +274,24 @@ def power_iteration(loss_fn: Callable | Curvature, params: Params, *, key: PRNGK
   _checks.in_range("tol", tol, 0.0)
   max_iter = _checks.positive_int("max_iter", max_iter)
   matvec, block = _matvec(loss_fn), _block(mask, params)
-  v = _random_unit(key, params, block) if v0 is None else optax.tree.scale(
-      1.0 / optax.tree.norm(v0), v0)
   concrete = _checks.concrete(shift)
   shift = None if concrete is not None and float(concrete) == 0.0 else jnp.asarray(
       shift, _dtype(params))
-  return _power_jit(matvec, params, block, v, shift, float(tol), max_iter)
+  return _power_jit(matvec, params, block, key if v0 is None else v0, shift, float(tol),
+                    max_iter)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
-def _power_jit(matvec, params, block, v, shift, tol, max_iter):
-  return _power(_restricted(matvec, params, block), v, shift, tol, max_iter)
+def _power_jit(matvec, params, block, start, shift, tol, max_iter):
+  return _power(_restricted(matvec, params, block), _start(start, params, block), shift,
+                tol, max_iter)
+
+
+def _start(start: Any, params: Params, block: Tree | None) -> Tree:
+  """The unit starting vector: random from a key, or ``start`` normalised."""
+  if hasattr(start, "dtype") and jax.dtypes.issubdtype(start.dtype, jax.dtypes.prng_key):
+    return _random_unit(start, params, block)
+  return optax.tree.scale(1.0 / optax.tree.norm(start), start)
 
 
 def _dtype(params: Params) -> Any:
@@ -403,8 +410,9 @@ def _lanczos(op: Callable, v: Tree, key: PRNGKey, block: Tree | None, k: int) ->
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _lanczos_jit(matvec, params, block, v, key, k):
-  return _lanczos(_restricted(matvec, params, block), v, key, block, k)
+def _lanczos_jit(matvec, params, block, start, key, k):
+  return _lanczos(_restricted(matvec, params, block), _start(start, params, block), key,
+                  block, k)
 
 
 def lanczos(loss_fn: Callable | Curvature, params: Params, k: int, *, key: PRNGKey,
@@ -437,9 +445,8 @@ def lanczos(loss_fn: Callable | Curvature, params: Params, k: int, *, key: PRNGK
   k = _checks.positive_int("k", k)
   if k > size:
     raise ValueError(f"k must be at most the {size} parameters, got {k}")
-  v = _random_unit(key, params, block) if v0 is None else optax.tree.scale(
-      1.0 / optax.tree.norm(v0), v0)
-  basis, alpha, beta, restarts = _lanczos_jit(matvec, params, block, v,
+  basis, alpha, beta, restarts = _lanczos_jit(matvec, params, block,
+                                              key if v0 is None else v0,
                                               jax.random.fold_in(key, 7), k)
   values, vectors = np.linalg.eigh(_tridiagonal(alpha, beta))
   return LanczosResult(alpha, beta, basis, values, vectors, restarts)
