@@ -129,15 +129,10 @@ def bench_torch(sizes) -> dict | None:
     import torch
   except ImportError:
     return None
-  torch.set_num_threads(os.cpu_count() or 1)
+  from train_loop import torch_mlp
+
   _, _, (x, y) = problem(sizes)
-  torch.manual_seed(0)
-  layers = []
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-    layers.append(torch.nn.Linear(m, n))
-    if i < len(sizes) - 2:
-      layers.append(torch.nn.ReLU())
-  net = torch.nn.Sequential(*layers)
+  net = torch_mlp(sizes, seed=0)
   params = list(net.parameters())
   xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
   loss = torch.nn.functional.cross_entropy(net(xt), yt)

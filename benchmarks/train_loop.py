@@ -139,17 +139,25 @@ def bench_numpy(x, y, sizes, batch):
   return run
 
 
-def bench_torch(x, y, sizes, batch, lr=LR):
+def torch_mlp(sizes, seed):
+  """A PyTorch ReLU MLP with layer widths ``sizes`` (torch's default init, ``seed``), set
+  to use every core."""
   import torch
 
   torch.set_num_threads(os.cpu_count() or 1)
-  torch.manual_seed(1)
+  torch.manual_seed(seed)
   layers = []
   for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
     layers.append(torch.nn.Linear(m, n))
     if i < len(sizes) - 2:
       layers.append(torch.nn.ReLU())
-  net = torch.nn.Sequential(*layers)
+  return torch.nn.Sequential(*layers)
+
+
+def bench_torch(x, y, sizes, batch, lr=LR):
+  import torch
+
+  net = torch_mlp(sizes, seed=1)
   state0 = {k: v.clone() for k, v in net.state_dict().items()}
   xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
   loss_fn = torch.nn.CrossEntropyLoss()

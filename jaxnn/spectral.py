@@ -87,6 +87,8 @@ def hessian_curvature(loss_fn: Callable, data: Any = None, *,
     raise ValueError(f"every array in data must have the same number of rows, got shapes "
                      f"{[np.shape(a) for a in jax.tree.leaves(data)]}")
   n = rows.pop()
+  for i, leaf in enumerate(jax.tree.leaves(data)):
+    _checks.finite(f"data (array {i})", leaf)
   size = n if batch_size is None else _checks.positive_int("batch_size", batch_size)
   if size > n:
     raise ValueError(f"batch_size must be at most the {n} rows of data, got {size}")

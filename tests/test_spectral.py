@@ -216,6 +216,8 @@ def test_sharpness_hook_on_a_quadratic_is_constant_and_knows_the_momentum_thresh
                                        probes=1), ValueError, "probes must be an int >= 2"),
     (lambda: spectral.hessian_curvature(mlp_loss, (X, Y[:5]), batch_size=4), ValueError,
      "same number of rows"),
+    (lambda: spectral.hessian_curvature(mlp_loss, (np.where(X > 1, np.nan, X), Y)),
+     ValueError, r"data \(array 0\) must be finite"),
 ])
 def test_bad_input(call, error, message):
   with pytest.raises(error, match=message):
