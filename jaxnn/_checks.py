@@ -98,6 +98,15 @@ def finite(name: str, value: Any) -> Any:
   return value
 
 
+def prng_key(name: str, value: Any) -> Any:
+  """Checks that ``value`` is one typed PRNG key, as ``jax.random.key(seed)`` makes."""
+  if not (hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)
+          and np.shape(value) == ()):
+    raise TypeError(f"{name} must be one PRNG key from jax.random.key(seed), got "
+                    f"{type(value).__name__} {getattr(value, 'dtype', '')}{np.shape(value)}")
+  return value
+
+
 def same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
   """Raises ValueError unless ``a`` and ``b`` have the same shape (no broadcasting)."""
   if np.shape(a) != np.shape(b):

@@ -207,13 +207,6 @@ def _random_unit(key: PRNGKey, params: Params, block: Tree | None,
   return optax.tree.scale(1.0 / optax.tree.norm(v), v)
 
 
-def _check_key(key: Any) -> None:
-  if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-          and np.shape(key) == ()):
-    raise TypeError(f"key must be one PRNG key from jax.random.key(seed), got "
-                    f"{type(key).__name__}")
-
-
 def _size(params: Params, block: Tree | None) -> int:
   if block is None:
     return sum(int(np.size(p)) for p in jax.tree.leaves(params))
@@ -272,7 +265,7 @@ def power_iteration(loss_fn: Callable | Curvature, params: Params, *, key: PRNGK
   eigenvalue λ maximising |λ + s| (reported without the shift): :func:`lambda_max_min`
   uses this to separate λmax from λmin.
   """
-  _check_key(key)
+  _checks.prng_key("key", key)
   _checks.in_range("tol", tol, 0.0)
   max_iter = _checks.positive_int("max_iter", max_iter)
   matvec, block = _matvec(loss_fn), _block(mask, params)
@@ -441,7 +434,7 @@ def lanczos(loss_fn: Callable | Curvature, params: Params, k: int, *, key: PRNGK
   against the whole fixed-size basis at every step, this loop only against the part
   filled so far.
   """
-  _check_key(key)
+  _checks.prng_key("key", key)
   matvec, block = _matvec(loss_fn), _block(mask, params)
   size = _size(params, block)
   k = _checks.positive_int("k", k)
@@ -470,7 +463,7 @@ class Eigenpairs(NamedTuple):
 
 
 def _extreme(loss_fn, params, k, key, order, mask, top: bool) -> Eigenpairs:
-  _check_key(key)
+  _checks.prng_key("key", key)
   k = _checks.positive_int("k", k)
   block = _block(mask, params)
   op = _restricted(_matvec(loss_fn), params, block)
@@ -526,7 +519,7 @@ def hutchinson_trace(loss_fn: Callable | Curvature, params: Params, *, key: PRNG
   """Hutchinson's estimator: tr A = E[zᵀAz] for z with independent ±1 entries
   (Rademacher), whose variance 2 Σ_{i≠j} A²ᵢⱼ is the least among such probes. Runs the
   probes in ``lax.map``: one product with A each."""
-  _check_key(key)
+  _checks.prng_key("key", key)
   probes = _checks.positive_int("probes", probes, 2)
   block = _block(mask, params)
   samples = np.asarray(_probe_quadratics(_matvec(loss_fn), params, block,
@@ -572,7 +565,7 @@ def spectral_density(loss_fn: Callable | Curvature, params: Params, *, key: PRNG
   φ(t) ≈ (1/probes) Σ_v Σⱼ τⱼ N(t; θⱼ, σ²), on ``points`` grid points spanning the nodes
   ± 5σ. Its mean Σ τθ estimates tr(A)/P.
   """
-  _check_key(key)
+  _checks.prng_key("key", key)
   probes = _checks.positive_int("probes", probes)
   points = _checks.positive_int("points", points, 2)
   matvec, block = _matvec(loss_fn), _block(mask, params)

@@ -430,10 +430,7 @@ def sweep(run: Callable[[dict, PRNGKey], train.FitResult], grid: Grid | Mapping,
   if not callable(run):
     raise TypeError(f"run must be a function run(hparams, key) -> FitResult, got {run!r}")
   grid = _as_grid(grid)
-  if not (hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-          and np.shape(key) == ()):
-    raise TypeError(f"key must be one PRNG key from jax.random.key(seed), got "
-                    f"{type(key).__name__} {getattr(key, 'dtype', '')}{np.shape(key)}")
+  _checks.prng_key("key", key)
   keep_params = bool(keep_params)
   devices = _devices(devices)
   seeded = "seed" in grid.axes
