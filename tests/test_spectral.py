@@ -117,6 +117,8 @@ def test_spectral_density_integrates_to_one_and_matches_the_moments():
   assert mean == pytest.approx(lam.mean(), rel=0.1)
   assert second == pytest.approx((lam**2).mean() + dens.sigma**2, rel=0.15)
   np.testing.assert_allclose(dens.weights.sum(1), 1.0, rtol=1e-10)
+  assert abs(dens.mean - lam.mean()) < 3 * dens.mean_stderr  # tr(A)/P, with its spread
+  assert dens.mean == pytest.approx(mean, rel=1e-4)
 
 
 def test_a_block_is_the_sub_hessian(mlp):
