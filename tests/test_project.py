@@ -62,12 +62,22 @@ def test_public_names():
 
 
 def test_main_job_quick(tmp_path, capsys):
-  from experiments.__main__ import main
+  from experiments.__main__ import EXPERIMENTS, main
 
   assert main(["--quick", "--out", str(tmp_path)]) == 0
   results = json.loads((tmp_path / "results.json").read_text())
-  assert results["digits_demo"]["test_accuracy"] > 0.9
-  assert (tmp_path / "digits_demo.png").stat().st_size > 10_000
-  assert "test_accuracy" in capsys.readouterr().out
+  assert set(results) == set(EXPERIMENTS)
+  page = (tmp_path / "index.html").read_text()
+  for name, result in results.items():
+    folder = tmp_path / name
+    assert json.loads((folder / "results.json").read_text())["claims"] == result["claims"]
+    for figure in result["figures"]:
+      assert (folder / figure).stat().st_size > 10_000
+      assert f"{name}/{figure}" in page
+    # every claim --quick can support holds (the seeds' claims, computed from the run)
+    assert all(result["claims"].values()), (name, result["claim_details"])
+  assert "claims confirmed" in capsys.readouterr().out
+  assert main(["--list"]) == 0
+  assert "init_distribution" in capsys.readouterr().out
   with pytest.raises(SystemExit):
     main(["no_such_experiment", "--out", str(tmp_path)])
