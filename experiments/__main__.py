@@ -15,14 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import (convergence_rates, init_distribution, report, slow_learning,
-                         symmetry)
+from experiments import (convergence_rates, init_distribution, lr_sweep, report,
+                         slow_learning, symmetry)
 
 EXPERIMENTS = {
     "init_distribution": init_distribution,
     "slow_learning": slow_learning,
     "symmetry": symmetry,
     "convergence_rates": convergence_rates,
+    "lr_sweep": lr_sweep,
 }
 
 
