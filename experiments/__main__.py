@@ -10,7 +10,6 @@ key numbers and verdicts of the experiments run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -65,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
       tqdm.write(f"   [{'x' if claim.holds else ' '}] {key}: {claim.evidence}")
   summary = {name: {**report.as_json(o), "seconds": round(seconds[name], 2)}
              for name, o in outcomes.items()}
-  path = args.out / "results.json"
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(summary, indent=2) + "\n")
-  tmp.replace(path)
+  path = report.write_json(args.out / "results.json", summary)
   page = args.out / "index.html"
   page.write_text(report.index_html(outcomes, seconds, args.quick))
   print(f"wrote {page}, {path} and one folder per experiment")

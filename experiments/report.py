@@ -64,13 +64,17 @@ def as_json(outcome: Outcome) -> dict:
   })
 
 
-def write(folder: Path, outcome: Outcome) -> Path:
-  """Writes ``folder/results.json`` atomically and returns its path."""
-  path = folder / "results.json"
+def write_json(path: Path, data: Any) -> Path:
+  """Writes ``data`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
   tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(as_json(outcome), indent=2) + "\n")
+  tmp.write_text(json.dumps(_plain(data), indent=2) + "\n")
   tmp.replace(path)
   return path
+
+
+def write(folder: Path, outcome: Outcome) -> Path:
+  """Writes ``folder/results.json`` and returns its path."""
+  return write_json(folder / "results.json", as_json(outcome))
 
 
 _STYLE = """
