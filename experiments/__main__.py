@@ -16,6 +16,7 @@ from pathlib import Path
 
 from experiments import (convergence_rates, init_distribution, lr_sweep, report,
                          slow_learning, symmetry)
+from jaxnn import checkpoint
 
 EXPERIMENTS = {
     "init_distribution": init_distribution,
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
       tqdm.write(f"   [{'x' if claim.holds else ' '}] {key}: {claim.evidence}")
   summary = {name: {**report.as_json(o), "seconds": round(seconds[name], 2)}
              for name, o in outcomes.items()}
-  path = report.write_json(args.out / "results.json", summary)
+  path = checkpoint.write_json(args.out / "results.json", summary)
   page = args.out / "index.html"
   page.write_text(report.index_html(outcomes, seconds, args.quick))
   print(f"wrote {page}, {path} and one folder per experiment")

@@ -8,10 +8,10 @@ shows it.
 from __future__ import annotations
 
 import html
-import json
-import math
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from jaxnn import checkpoint
 
 
 class Claim(NamedTuple):
@@ -39,23 +39,10 @@ class Outcome(NamedTuple):
   figures: list
 
 
-def _plain(value: Any) -> Any:
-  """JSON-safe: NumPy scalars to Python, non-finite floats to strings."""
-  if isinstance(value, dict):
-    return {str(k): _plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
-  if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-    value = value.item()
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
-  return value
-
-
 def as_json(outcome: Outcome) -> dict:
   """The ``results.json`` of one experiment: numbers, and each claim as a boolean with
   its statement and evidence."""
-  return _plain({
+  return checkpoint.plain({
       "title": outcome.title, "seeds": outcome.seeds, "summary": outcome.summary,
       "numbers": outcome.numbers,
       "claims": {name: bool(c.holds) for name, c in outcome.claims.items()},
@@ -64,17 +51,9 @@ def as_json(outcome: Outcome) -> dict:
   })
 
 
-def write_json(path: Path, data: Any) -> Path:
-  """Writes ``data`` as JSON to ``path`` atomically (a temporary file, then a rename)."""
-  tmp = path.with_suffix(".json.tmp")
-  tmp.write_text(json.dumps(_plain(data), indent=2) + "\n")
-  tmp.replace(path)
-  return path
-
-
 def write(folder: Path, outcome: Outcome) -> Path:
   """Writes ``folder/results.json`` and returns its path."""
-  return write_json(folder / "results.json", as_json(outcome))
+  return checkpoint.write_json(folder / "results.json", as_json(outcome))
 
 
 _STYLE = """

@@ -8,6 +8,7 @@ the tree on a template (``like``) and checks that the structure, shapes and dtyp
 A write goes to a temporary file in the same folder, is flushed to disk, and is then
 renamed over the target: a crash mid-write leaves the previous checkpoint intact, never a
 half-written file. PRNG key arrays are stored as their raw key data and re-wrapped.
+:func:`write_json` writes results files (``results.json``) the same way.
 
 Example:
   >>> save("run.ckpt", {"w": jnp.ones(3)}, metadata={"step": 10})
@@ -55,11 +56,17 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
   header = {"format": FORMAT, "version": VERSION, "treedef": str(treedef), "leaves": specs,
             "metadata": metadata or {}}
   arrays[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+  return _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _atomic_write(path: Path, write: Any) -> Path:
+  """Runs ``write(file)`` on a temporary file beside ``path``, flushes it to disk and
+  renames it over ``path``: readers see the old file or the new one, never half of it."""
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   try:
     with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
+      write(f)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -67,6 +74,27 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
     Path(tmp).unlink(missing_ok=True)
     raise
   return path
+
+
+def plain(value: Any) -> Any:
+  """``value`` made JSON-safe: NumPy/JAX scalars as Python numbers, dict keys as strings,
+  tuples as lists, and every non-finite float as the string "inf", "-inf" or "nan" (JSON
+  has no such numbers)."""
+  if isinstance(value, dict):
+    return {str(k): plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [plain(v) for v in value]
+  if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+    value = value.item()
+  if isinstance(value, float) and not np.isfinite(value):
+    return str(value)
+  return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+  """Writes ``plain(data)`` as indented JSON to ``path`` atomically; returns the path."""
+  text = json.dumps(plain(data), indent=2) + "\n"
+  return _atomic_write(Path(path), lambda f: f.write(text.encode()))
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -394,7 +394,7 @@ def sweep_command(args) -> dict:
       "report": report.rows, "runs": runs,
   }
   args.out.mkdir(parents=True, exist_ok=True)
-  (args.out / "results.json").write_text(json.dumps(_plain(results), indent=2) + "\n")
+  checkpoint.write_json(args.out / "results.json", results)
   labels = [", ".join(f"{_SHORT.get(n, n)} = {v:g}" for n, v in g.items()) or None
             for g in report.groups]
   rule = {"momentum": "2(1+μ)/λmax", "nesterov": "2(1+μ)/((1+2μ)λmax)"}.get(optimizer,
@@ -518,7 +518,7 @@ def _hessian_run(args) -> dict:
   args.out.mkdir(parents=True, exist_ok=True)
   checkpoint.save(args.out / "minimum.ckpt", found.params,
                   metadata={"sizes": list(sizes), "dataset": args.dataset})
-  (args.out / "results.json").write_text(json.dumps(_plain(results), indent=2) + "\n")
+  checkpoint.write_json(args.out / "results.json", results)
   name = f"{args.dataset}, {'-'.join(map(str, sizes))} {activation}, P = {size:,}"
   plotting.save(plotting.eigenvalue_histogram(
       spec.eigenvalues, zero_tol=spec.zero_tol,
@@ -537,18 +537,6 @@ def _hessian_run(args) -> dict:
       title=f"distance to the minimum along eigendirections, η = {lr:.4g}{momentum}"),
       args.out / "directions.png")
   return results
-
-
-def _plain(value):
-  """``value`` with every non-finite float written as the string "inf", "-inf" or "nan"
-  (JSON has no such numbers)."""
-  if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
-  if isinstance(value, float) and not math.isfinite(value):
-    return str(value)
-  return value
 
 
 def _checks_nonnegative(name: str, value: int) -> None:

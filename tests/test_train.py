@@ -1,6 +1,7 @@
 """fit: one compiled scan, checked against closed forms and a step-by-step reference."""
 
 import functools
+import json
 import math
 
 import jax
@@ -201,6 +202,15 @@ def test_chunked_progress_run_equals_one_call(moons, params, reference_run, caps
                                 reference_run.history["eval"]["loss"])
   err = capsys.readouterr().err
   assert "fit:" in err and "/24" in err
+
+
+def test_write_json_is_plain_json_with_non_finite_numbers_as_strings(tmp_path):
+  path = checkpoint.write_json(tmp_path / "out" / "results.json",
+                               {"a": np.float32(1.5), 2: (np.int64(3), float("nan")),
+                                "b": [float("inf"), -float("inf")], "c": jnp.asarray(2.0)})
+  assert json.loads(path.read_text()) == {"a": 1.5, "2": [3, "nan"], "b": ["inf", "-inf"],
+                                          "c": 2.0}
+  assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left
 
 
 def test_checkpoint_resume_is_bit_for_bit(moons, params, reference_run, tmp_path):
