@@ -10,21 +10,17 @@ key numbers and verdicts of the experiments run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
 
-from experiments import (convergence_rates, init_distribution, lr_sweep, report,
-                         slow_learning, symmetry)
+from experiments import report
 from jaxnn import checkpoint
 
-EXPERIMENTS = {
-    "init_distribution": init_distribution,
-    "slow_learning": slow_learning,
-    "symmetry": symmetry,
-    "convergence_rates": convergence_rates,
-    "lr_sweep": lr_sweep,
-}
+NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning", "symmetry",
+         "convergence_rates", "lr_sweep")
+EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,19 @@ class Outcome(NamedTuple):
   figures: list
 
 
+def unconfirmed(claims: dict, why: dict | None = None) -> str:
+  """The summary's account of the claims a run refuted: for each false claim,
+  " Not confirmed: <statement> (<evidence>)." followed by ``why[name]`` when given (the
+  reason the run found). Empty when every claim held."""
+  parts = []
+  for name, claim in claims.items():
+    if not claim.holds:
+      reason = (why or {}).get(name, "")
+      parts.append(f" Not confirmed: {claim.statement} ({claim.evidence})."
+                   + (f" {reason}" if reason else ""))
+  return "".join(parts)
+
+
 def as_json(outcome: Outcome) -> dict:
   """The ``results.json`` of one experiment: numbers, and each claim as a boolean with
   its statement and evidence."""
