@@ -18,7 +18,8 @@ from pathlib import Path
 from experiments import report
 from jaxnn import checkpoint
 
-NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning", "symmetry",
+NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
+         "softmax_likelihood", "symmetry",
          "convergence_rates", "lr_sweep")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
