@@ -19,8 +19,8 @@ from experiments import report
 from jaxnn import checkpoint
 
 NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
-         "softmax_likelihood", "symmetry",
-         "convergence_rates", "lr_sweep")
+         "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
+         "lr_sweep")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 

@@ -66,7 +66,7 @@ def layer_statistics(steps: Any, stats: Mapping[str, Any], *,
   axes = np.atleast_1d(fig.subplots(1, len(stats)))
   for ax, (name, values) in zip(axes, stats.items()):
     values = _arr(values)
-    colors = _layer_colors(values.shape[1])
+    colors = layer_colors(values.shape[1])
     for layer in range(values.shape[1]):
       ax.plot(steps, values[:, layer], color=colors[layer], label=f"layer {layer + 1}")
     ax.set(xlabel="step", ylabel=name)
@@ -163,7 +163,7 @@ def direction_decay(alpha: Any, eigenvalues: Any, predicted: Any, *,
   t = np.arange(alpha.shape[0])
   fig = Figure(figsize=(6.4, 3.8), layout="constrained")
   ax = fig.subplots()
-  colors = _layer_colors(len(directions))
+  colors = layer_colors(len(directions))
   with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
     for color, i in zip(colors, directions):
       ax.plot(t, np.abs(alpha[:, i]), "-", color=color, lw=1.5,
@@ -201,7 +201,7 @@ def lr_sweep(lrs: Any, final_loss: Any, failed: Any, *, labels: Any = None,
   failed = np.asarray(failed, bool).reshape(loss.shape)
   groups = loss.shape[0]
   labels = list(labels) if labels is not None else [None] * groups
-  colors = [f"C{g}" for g in range(groups)] if groups <= 10 else _layer_colors(groups)
+  colors = [f"C{g}" for g in range(groups)] if groups <= 10 else layer_colors(groups)
   fig = Figure(figsize=(6.8, 4.0), layout="constrained")
   ax = fig.subplots()
   top = ax.get_xaxis_transform()  # x in data, y in axes coordinates
@@ -239,7 +239,8 @@ def lr_sweep(lrs: Any, final_loss: Any, failed: Any, *, labels: Any = None,
   return fig
 
 
-def _layer_colors(n: int) -> list:
+def layer_colors(n: int) -> list:
+  """``n`` RGBA colours along viridis, dark (first layer) to light (last)."""
   from matplotlib import colormaps
   cmap = colormaps["viridis"]
   return [cmap(i / max(n - 1, 1)) for i in range(n)]
