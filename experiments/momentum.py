@@ -1,0 +1,152 @@
+"""Seeds 001, 002: momentum in an elongated valley.
+
+The valley is E(w) = ½(λ₁w₁² + λ₂w₂²) with λ = (1, 50) (κ = 50). Gradient descent at
+η = 1/λmax crawls along the floor (rate 1 − 1/κ = 0.98 a step); heavy-ball momentum,
+Δw ← −η∇E + μΔw (seed 001's form; erratum, seed 002: descent *subtracts* the velocity),
+turns the steady part of the gradient into speed and cancels the oscillating part:
+
+* on a constant slope, Δw → −η∇E/(1 − μ): an effective rate η/(1 − μ);
+* near a minimum, each eigendirection follows αₜ₊₁ = (1 + μ − ηλ)αₜ − μαₜ₋₁, whose rate is
+  the spectral radius of that recurrence (:func:`jaxnn.hessian.predicted_rates_momentum`);
+* Polyak's η = 4/(√λmax + √λmin)², μ = ((√κ − 1)/(√κ + 1))² gives every direction the
+  rate √μ = (√κ − 1)/(√κ + 1) ≈ 1 − 2/√κ, against ≈ 1 − 2/κ at the best plain step.
+
+The trajectories are jaxnn's own optimisers run by :func:`jaxnn.fit`; rates are fitted
+by :func:`jaxnn.hessian.check_rates` (float64).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+
+from experiments.report import Claim, Figure as Fig, Outcome, unconfirmed
+from jaxnn import datasets, hessian, optimizers, plotting, train
+
+TITLE = "momentum: effective rate η/(1 − μ), predicted rates, Polyak's optimum"
+SEEDS = "001, 002"
+LAMBDAS = (1.0, 50.0)
+START = (-9.0, 1.5)
+TOLERANCE = 1e-6  # ‖w − w*‖ / ‖w₀ − w*‖ the step count is measured at
+
+
+def _iterates(loss, start, lr, mu, steps) -> np.ndarray:
+  """w₀ … w_steps of ``momentum(lr, mu)`` (μ = 0: plain descent), shape (steps + 1, 2)."""
+  record = train.Hook(lambda p: (), lambda s, p, st, t: (s, p), 1)
+  result = train.fit(lambda p, s, b, k: (loss(p), s), jnp.asarray(start),
+                     optimizers.momentum(lr, mu), None, key=jax.random.key(0), steps=steps,
+                     hooks={"w": record})
+  return np.concatenate([np.asarray(result.history["hooks"]["w"].record),
+                         np.asarray(result.params)[None]])
+
+
+def _constant_slope(lr, mu, steps=400) -> float:
+  """The last step Δw over −η g on E(w) = g·w, after ``steps`` steps: tends to 1/(1 − μ)."""
+  g = np.array([0.3, -1.2])
+  path = _iterates(lambda w: jnp.dot(jnp.asarray(g, w.dtype), w), np.zeros(2), lr, mu, steps)
+  return float(np.mean((path[-1] - path[-2]) / (-lr * g)))
+
+
+def _short(name: str) -> str:
+  return name.split(",")[0].split(":")[0]
+
+
+def _steps_to(distance: np.ndarray) -> int:
+  hit = np.flatnonzero(distance <= TOLERANCE * distance[0])
+  return int(hit[0]) if hit.size else -1
+
+
+def run(out: Path, quick: bool = False) -> Outcome:
+  with jax.enable_x64(True):
+    return _run(out, quick)
+
+
+def _run(out: Path, quick: bool) -> Outcome:
+  bowl = datasets.quadratic_bowl(list(LAMBDAS))
+  lam_min, lam_max = LAMBDAS
+  kappa = lam_max / lam_min
+  polyak = hessian.polyak_momentum(lam_min, lam_max)
+  lr = 1.0 / lam_max
+  methods = {"gradient descent, η = 1/λmax": (lr, 0.0),
+             "momentum μ = 0.5, η = 1/λmax": (lr, 0.5),
+             "momentum μ = 0.9, η = 1/λmax": (lr, 0.9),
+             f"Polyak: η = {polyak.lr:.3g}, μ = {polyak.mu:.3g}": (polyak.lr, polyak.mu)}
+  steps = 1000
+  paths = {name: _iterates(bowl.loss, START, *hp, steps) for name, hp in methods.items()}
+  distance = {name: np.linalg.norm(p, axis=1) for name, p in paths.items()}
+  needed = {name: _steps_to(d) for name, d in distance.items()}
+  spec = hessian.spectrum(bowl.loss, bowl.minimizer)
+  checks = {name: hessian.check_rates(bowl.loss, bowl.minimizer, hp[0], 60, mu=hp[1],
+                                      spec=spec) for name, hp in methods.items()}
+  rate_gap = max(c.max_gap for c in checks.values())
+  mus = (0.5, 0.9) if quick else (0.0, 0.5, 0.9, 0.99)
+  slope = {mu: _constant_slope(0.01, mu, 400 if mu < 0.95 else 4000) for mu in mus}
+  slope_gap = max(abs(v * (1 - mu) - 1) for mu, v in slope.items())
+  polyak_name = list(methods)[-1]
+  polyak_rate = float(np.max(checks[polyak_name].observed))
+  numbers = {"λ": list(LAMBDAS), "κ": kappa, "start": list(START),
+             "Polyak η, μ, rate √μ": [polyak.lr, polyak.mu, polyak.rate],
+             "largest |predicted − observed| rate (all four runs)": rate_gap,
+             "largest |(Δw/(−ηg))·(1 − μ) − 1| on a constant slope": slope_gap}
+  for name, check in checks.items():
+    numbers[f"{name}: predicted rates (λ = 1, 50)"] = check.predicted.tolist()
+    numbers[f"{name}: steps to shrink ‖w − w*‖ by 1e6"] = needed[name]
+  for mu, v in slope.items():
+    numbers[f"constant slope, μ = {mu:g}: Δw / (−ηg) (1/(1 − μ) = {1 / (1 - mu):.4g})"] = v
+  fastest = min((n for n in needed if needed[n] > 0), key=needed.get, default=None)
+  claims = {
+      "effective_rate": Claim(
+          "on a constant slope the step tends to −η∇E/(1 − μ): an effective rate "
+          "η/(1 − μ) (to 1e-6)", bool(slope_gap < 1e-6),
+          ", ".join(f"μ = {mu:g}: {v:.6g} vs {1 / (1 - mu):.6g}" for mu, v in slope.items())),
+      "rates_match": Claim(
+          "each eigendirection's observed rate equals the spectral radius of the "
+          "momentum recurrence (and 1 − ηλ without momentum), to 1e-6", bool(rate_gap < 1e-6),
+          f"largest gap {rate_gap:.2g} over four (η, μ) pairs"),
+      "polyak_fastest": Claim(
+          "Polyak's (η, μ) reaches the tolerance in the fewest steps, at rate "
+          "(√κ − 1)/(√κ + 1) in every direction",
+          bool(fastest == polyak_name and abs(polyak_rate - polyak.rate) < 1e-6),
+          "steps: " + ", ".join(f"{_short(n)}: {k}" for n, k in needed.items()) + "; "
+          f"observed Polyak rate {polyak_rate:.6f} vs {polyak.rate:.6f}"),
+  }
+  plotting.save(_figure(bowl, paths, distance, needed), out / "valley.png")
+  return Outcome(
+      TITLE, SEEDS,
+      f"A two-dimensional valley with κ = {kappa:g}, starting at w₀ = {START}, float64. "
+      f"Plain descent at η = 1/λmax needs {needed[list(methods)[0]]} steps to shrink the "
+      f"distance to the minimum by 10⁶; μ = 0.9 at the same η oscillates across the "
+      f"valley with rate √μ ≈ {math.sqrt(0.9):.3f}, and Polyak's setting is fastest."
+      + unconfirmed(claims),
+      numbers, claims,
+      [Fig("valley.png", "Left: the first 60 iterates of each method on the contours "
+           "of E (the valley floor runs along w₁). Right: the distance to the minimum "
+           "against step, log scale: the slopes are the rates.")])
+
+
+def _figure(bowl, paths, distance, needed) -> Figure:
+  fig = Figure(figsize=(12, 4.4), layout="constrained")
+  left, right = fig.subplots(1, 2, width_ratios=(1.4, 1))
+  g1, g2 = np.meshgrid(np.linspace(-10, 3, 200), np.linspace(-4.5, 4.5, 150))
+  e = 0.5 * (LAMBDAS[0] * g1**2 + LAMBDAS[1] * g2**2)
+  left.contour(g1, g2, e, levels=np.geomspace(0.05, e.max(), 14), colors="0.75",
+               linewidths=0.7)
+  for name, p in paths.items():
+    left.plot(p[:61, 0], p[:61, 1], ".-", ms=3, lw=0.9, label=name)
+  left.plot(0, 0, "k*", ms=10, label="minimum")
+  left.set(xlabel="w₁ (λ = 1, the valley floor)", ylabel="w₂ (λ = 50)",
+           title="first 60 steps on the contours of E")
+  left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+  for name, d in distance.items():
+    right.plot(d / d[0], lw=1.0, label=f"{_short(name)} ({needed[name]} steps)")
+  right.axhline(TOLERANCE, color="k", ls=":", lw=0.8, label="tolerance 10⁻⁶")
+  right.set(yscale="log", xlabel="step", ylabel="‖w − w*‖ / ‖w₀ − w*‖ (log scale)",
+            ylim=(1e-9, 10), title="distance to the minimum")
+  right.legend(fontsize=7)
+  fig.suptitle(f"Momentum in a valley with κ = {LAMBDAS[1] / LAMBDAS[0]:g} (seeds 001, 002)")
+  return fig
