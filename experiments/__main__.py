@@ -20,7 +20,8 @@ from jaxnn import checkpoint
 
 NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
          "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
-         "momentum", "schedules", "adaptive", "lr_sweep")
+         "momentum", "schedules", "adaptive", "normalization",
+         "lr_sweep")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 
