@@ -21,7 +21,7 @@ from jaxnn import checkpoint
 NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
          "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
          "momentum", "schedules", "adaptive", "normalization",
-         "regularization", "lr_sweep")
+         "regularization", "gradient_clipping", "lr_sweep")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 
