@@ -21,7 +21,8 @@ from jaxnn import checkpoint
 NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
          "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
          "momentum", "schedules", "adaptive", "normalization",
-         "regularization", "gradient_clipping", "lr_sweep")
+         "regularization", "gradient_clipping", "lr_sweep",
+         "edge_of_stability")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 
