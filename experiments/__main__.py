@@ -22,7 +22,7 @@ NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
          "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
          "momentum", "schedules", "adaptive", "normalization",
          "regularization", "gradient_clipping", "lr_sweep",
-         "edge_of_stability")
+         "edge_of_stability", "hessian_spectrum")
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 

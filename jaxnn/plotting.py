@@ -7,11 +7,13 @@ built without pyplot, so they work headless and leave no global state behind. Sa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator
 
 
 def _arr(x: Any) -> np.ndarray:
@@ -100,6 +102,12 @@ def eigenvalue_histogram(eigenvalues: Any, *, zero_tol: float | None = None,
   ax = fig.subplots()
   counts, _, _ = ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)
   ax.set_xscale("symlog", linthresh=thresh)
+  # about four labelled powers of ten a side, counted down from the largest |λ| and kept
+  # clear of 0 (a tick at ±linthresh would print on top of it)
+  top, bottom = math.floor(math.log10(scale)), math.ceil(math.log10(thresh))
+  stride = max(1, math.ceil((top - bottom) / 4))
+  powers = [10.0**k for k in range(top, bottom, -stride)]
+  ax.xaxis.set_major_locator(FixedLocator([-p for p in powers] + [0.0] + powers[::-1]))
   ax.set(xlabel="eigenvalue λ (symmetric log scale)", ylabel="count")
   if counts.max() > 50:  # a bulk of many eigenvalues beside a few outliers
     ax.set_yscale("log")
