@@ -42,6 +42,14 @@ def _deep_ratio(std: np.ndarray) -> float:
   return float(np.exp(np.mean(np.diff(np.log(half)))))
 
 
+def _measure(params, x, y, act):
+  """Hidden-layer statistics, per-layer ‖∂C/∂W^l‖ and the hidden activations."""
+  g = jax.grad(lambda p: losses.softmax_cross_entropy(jaxnn.forward(p, x, act), y))(params)
+  _, hidden = jaxnn.forward(params, x, act, return_hidden=True)
+  return (jaxnn.hidden_stats(params, x, act),
+          jnp.stack([jnp.linalg.norm(layer["w"]) for layer in g]), hidden)
+
+
 def run(out: Path, quick: bool = False) -> Outcome:
   examples = 200 if quick else 1000
   x = jax.random.normal(jax.random.key(0), (examples, WIDTH))
@@ -49,15 +57,13 @@ def run(out: Path, quick: bool = False) -> Outcome:
   sizes = (WIDTH,) * (DEPTH + 1) + (10,)
   stats, grads, hists = {}, {}, {}
   for act in ACTIVATIONS:
+    measure = jax.jit(lambda p, act=act: _measure(p, x, y, act))  # one compile per h
     for init in INITS:
       params = jaxnn.init_mlp(jax.random.key(2), sizes, init=init)
-      stats[act, init] = jax.tree.map(np.asarray, jaxnn.hidden_stats(params, x, act))
-      g = jax.grad(lambda p: losses.softmax_cross_entropy(jaxnn.forward(p, x, act), y))(
-          params)
-      grads[act, init] = np.array([float(jnp.linalg.norm(layer["w"])) for layer in g])
+      s, g, hidden = jax.tree.map(np.asarray, measure(params))
+      stats[act, init], grads[act, init] = s, g
       if (act, init) in HISTOGRAMS:
-        _, hidden = jaxnn.forward(params, x, act, return_hidden=True)
-        hists[act, init] = [np.asarray(z).ravel() for z in hidden]
+        hists[act, init] = [z.ravel() for z in hidden]
   std = {k: s.std for k, s in stats.items()}
   numbers = {"inputs": f"{examples} × {WIDTH} standard Gaussian", "depth": DEPTH,
              "width": WIDTH}

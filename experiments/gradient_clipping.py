@@ -32,7 +32,7 @@ LRS = (0.1, 1.0)
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  epochs = 2 if quick else 5
+  epochs = 1 if quick else 5
   train_set, test_set = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   train_set, test_set, _ = datasets.standardized(train_set, test_set)
   model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", SCALE))

@@ -54,13 +54,12 @@ def _run(out: Path, quick: bool) -> Outcome:
   params, state = model.init(jax.random.key(1))
   objective = train.objective(model, losses.softmax_cross_entropy)
   loss_fn = spectral.objective_loss(objective, state, data)
-  snapshots = {"start": params}
-  early = train.fit(objective, params, optimizers.momentum(0.05, 0.9), data,
-                    key=jax.random.key(2), steps=20, state=state)
-  snapshots["step 20"] = early.params
+  keep = train.Hook(lambda p: (), lambda s, p, st, t: (s, p), 20)  # params every 20 steps
   final = train.fit(objective, params, optimizers.momentum(0.05, 0.9), data,
-                    key=jax.random.key(2), steps=steps, state=state)
-  snapshots[f"step {steps} (end)"] = final.params
+                    key=jax.random.key(2), steps=steps, state=state, hooks={"params": keep})
+  kept = final.history["hooks"]["params"]  # record k holds the params before step 20k
+  snapshots = {"start": params, "step 20": jax.tree.map(lambda a: a[1], kept.record),
+               f"step {steps} (end)": final.params}
   results, numbers = {}, {"parameters P": int(sum(a.size for a in jax.tree.leaves(params))),
                           "examples": 500, "training steps": steps,
                           "final training loss": float(final.history["loss"][-1])}

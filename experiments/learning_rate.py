@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 import jaxnn
 from experiments.report import Claim, Figure as Fig, Outcome, unconfirmed
-from jaxnn import datasets, hessian, losses, optimizers, plotting, train
+from jaxnn import datasets, hessian, losses, optimizers, plotting, sweep, train
 
 TITLE = "small steps are smooth and slow, larger ones bump, too large never converge"
 SEEDS = "000"
@@ -38,9 +38,8 @@ def _bumps(loss: np.ndarray) -> int:
   return int(np.sum(np.diff(loss) > 1e-6 * np.abs(loss[:-1])))
 
 
-def _failed(result: train.FitResult) -> bool:
-  loss = np.asarray(result.history["loss"])
-  return bool(result.diverged) or not np.isfinite(loss[-1]) or loss[-1] >= loss[0]
+def _failed(loss: np.ndarray, diverged: bool) -> bool:
+  return bool(diverged) or not np.isfinite(loss[-1]) or loss[-1] >= loss[0]
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
@@ -59,18 +58,23 @@ def run(out: Path, quick: bool = False) -> Outcome:
 
   lam_start = float(hessian.spectrum(mean_loss, params, vectors=False).lambda_max)
   threshold = 2 / lam_start
-  fit = functools.partial(train.fit, params=params, data=data, key=jax.random.key(2),
-                          steps=steps)
-  runs = {m: fit(mean_objective, optimizer=optimizers.sgd(m * threshold))
-          for m in MULTIPLES}
-  seed_runs = {lr: fit(summed_objective, optimizer=optimizers.sgd(lr)) for lr in SEED_LRS}
-  curves = {m: np.asarray(r.history["loss"]) for m, r in runs.items()}
-  seed_curves = {lr: np.asarray(r.history["loss"]) for lr, r in seed_runs.items()}
+
+  def sweep_lrs(objective, lrs):
+    """Full-batch descent at every η of ``lrs`` as one vmapped sweep (one compile)."""
+    return sweep.sweep(lambda hp, k: train.fit(objective, params, optimizers.sgd(hp["lr"]),
+                                               data, key=k, steps=steps),
+                       sweep.grid(lr=list(lrs)), key=jax.random.key(2))
+
+  runs = sweep_lrs(mean_objective, [m * threshold for m in MULTIPLES])
+  seed_runs = sweep_lrs(summed_objective, SEED_LRS)
+  curves = dict(zip(MULTIPLES, np.asarray(runs.runs.history["loss"])))
+  seed_curves = dict(zip(SEED_LRS, np.asarray(seed_runs.runs.history["loss"])))
   bumps = {m: _bumps(c) for m, c in curves.items()}
   seed_bumps = {lr: _bumps(c) for lr, c in seed_curves.items()}
-  failed = {m: _failed(r) for m, r in runs.items()}
+  failed = {m: _failed(c, d) for m, c, d in zip(MULTIPLES, curves.values(), runs.diverged)}
   edge = MULTIPLES[2]
-  lam_end = float(hessian.spectrum(mean_loss, runs[edge].params, vectors=False).lambda_max)
+  edge_params = jax.tree.map(lambda a: a[MULTIPLES.index(edge)], runs.runs.params)
+  lam_end = float(hessian.spectrum(mean_loss, edge_params, vectors=False).lambda_max)
   peak = int(np.nanargmax(curves[edge]))
 
   numbers = {"steps": steps, "λmax at the start": lam_start, "2/λmax": threshold}

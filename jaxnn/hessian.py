@@ -601,6 +601,10 @@ def _descent_path(loss_fn: LossFn, params_star: Params, start: Array, velocity: 
   return path @ basis, jnp.linalg.norm(grad(flat_star))
 
 
+# compiled once per (loss_fn, steps, nesterov): checks at several η and μ of one loss reuse it
+_descent_path_jit = jax.jit(_descent_path, static_argnums=(0, 7, 8))
+
+
 def _fit_ratio(alpha: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Least-squares r in αₜ₊₁ ≈ r αₜ over steps with both |α| above the floor: Σαₜ₊₁αₜ / Σαₜ²."""
   a0, a1 = alpha[:-1], alpha[1:]
@@ -705,7 +709,7 @@ def check_rates(loss_fn: LossFn, params_star: Params, lr: float, steps: int = 50
   start = flat_star + basis @ (perturbation * signs[0])
   velocity = basis @ (perturbation * signs[1]) if mu else jnp.zeros_like(start)
   with jax.default_matmul_precision("highest"):
-    alpha, grad_norm = _descent_path(loss_fn, params_star, start, velocity, basis,
+    alpha, grad_norm = _descent_path_jit(loss_fn, params_star, start, velocity, basis,
                                      jnp.asarray(lr, dtype), jnp.asarray(mu, dtype),
                                      steps, bool(nesterov))
   alpha = np.asarray(alpha)

@@ -78,8 +78,16 @@ def test_main_job_quick(tmp_path, capsys):
     for claim, holds in result["claims"].items():  # a claim the run refutes says why
       assert holds or "Not confirmed" in result["summary"], (name, claim)
   # the seeds' claims that --quick can support, computed from the run
-  for name in ("init_distribution", "slow_learning", "symmetry", "convergence_rates"):
+  for name in ("init_distribution", "slow_learning", "symmetry", "convergence_rates",
+               "weight_decay", "softmax_likelihood", "deep_activations", "momentum",
+               "adaptive", "gradient_clipping", "hessian_spectrum"):
     assert all(results[name]["claims"].values()), results[name]["claim_details"]
+  for name, claim in [("learning_rate", "larger_lr_spikes"),
+                      ("learning_rate", "largest_diverges"),
+                      ("normalization", "normalisation_allows_larger_lr"),
+                      ("regularization", "proximal_l1_exact_zeros"),
+                      ("regularization", "subgradient_l1_small_weights")]:
+    assert results[name]["claims"][claim], results[name]["claim_details"][claim]
   assert "claims confirmed" in capsys.readouterr().out
   assert main(["--list"]) == 0
   assert "init_distribution" in capsys.readouterr().out
