@@ -92,7 +92,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
   return Outcome(
       TITLE, SEEDS,
       f"Each optimiser at its best of {len(lrs)} learning rates (by final loss on the "
-      f"quadratic, by last-epoch mean loss on digits; diverged runs excluded). On the quadratic, SGD is held back by its slowest direction "
+      f"quadratic, by last-epoch mean loss on digits; diverged runs excluded). On the "
+      f"quadratic, SGD is held back by its slowest direction "
       f"(rate ≥ 1 − 2/κ at any stable η); the per-parameter methods rescale each axis. "
       f"On digits the ranking by last-epoch loss is {', '.join(order)}."
       + unconfirmed(claims, {"adam_beats_sgd_on_digits": (

@@ -380,8 +380,8 @@ def spectrum(loss_fn: LossFn, params: Params, vectors: bool = True, *,
   On CPU, H is assembled batch by batch (as in :func:`hessian_matrix`) straight into one
   NumPy array that LAPACK then decomposes in place: eigenvalues only with LAPACK's
   two-stage tridiagonal reduction and ``?sterf`` (peak ≈ P² floats), eigenvalues and
-  vectors with the divide-and-conquer ``?syevd`` (peak ≈ 3P²). Both use every core through OpenBLAS. On
-  GPU/TPU, H and ``jnp.linalg.eigh`` run on the device. Measured against the alternatives
+  vectors with the divide-and-conquer ``?syevd`` (peak ≈ 3P²). Both use every core through
+  OpenBLAS. On GPU/TPU, H and ``jnp.linalg.eigh`` run on the device. Measured against the alternatives
   in ``benchmarks/hessian.py`` (numbers in the README).
 
   Not for use under ``jit``: the result is NumPy arrays and Python numbers.
