@@ -381,8 +381,8 @@ def spectrum(loss_fn: LossFn, params: Params, vectors: bool = True, *,
   NumPy array that LAPACK then decomposes in place: eigenvalues only with LAPACK's
   two-stage tridiagonal reduction and ``?sterf`` (peak ≈ P² floats), eigenvalues and
   vectors with the divide-and-conquer ``?syevd`` (peak ≈ 3P²). Both use every core through
-  OpenBLAS. On GPU/TPU, H and ``jnp.linalg.eigh`` run on the device. Measured against the alternatives
-  in ``benchmarks/hessian.py`` (numbers in the README).
+  OpenBLAS. On GPU/TPU, H and ``jnp.linalg.eigh`` run on the device. Measured against the
+  alternatives in ``benchmarks/hessian.py`` (numbers in the README).
 
   Not for use under ``jit``: the result is NumPy arrays and Python numbers.
 
@@ -710,8 +710,8 @@ def check_rates(loss_fn: LossFn, params_star: Params, lr: float, steps: int = 50
   velocity = basis @ (perturbation * signs[1]) if mu else jnp.zeros_like(start)
   with jax.default_matmul_precision("highest"):
     alpha, grad_norm = _descent_path_jit(loss_fn, params_star, start, velocity, basis,
-                                     jnp.asarray(lr, dtype), jnp.asarray(mu, dtype),
-                                     steps, bool(nesterov))
+                                         jnp.asarray(lr, dtype), jnp.asarray(mu, dtype),
+                                         steps, bool(nesterov))
   alpha = np.asarray(alpha)
   # 100 × the round-off in αᵢ(t): ε times the sizes of w* and of the whole deviation
   floor = 100 * eps * (norm / math.sqrt(size) + np.linalg.norm(alpha, axis=1, keepdims=True))
