@@ -5,25 +5,20 @@ Run from the repository root. Each experiment writes its figures and ``results.j
 into ``--out/NAME/``; ``--out/index.html`` shows every figure with what it shows, which
 claim it checks and whether the run confirmed it; ``--out/results.json`` gathers the
 key numbers and verdicts of the experiments run.
+
+``--jobs N`` runs N experiments at a time, each in a process of its own (default: one per
+CPU core on a CPU-only host; see :mod:`experiments.runner`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import time
 from pathlib import Path
 
 from experiments import report
+from experiments.runner import EXPERIMENTS, MAX_JOBS, completed, default_jobs
 from jaxnn import checkpoint
-
-NAMES = ("learning_rate", "weight_decay", "init_distribution", "slow_learning",
-         "softmax_likelihood", "deep_activations", "symmetry", "convergence_rates",
-         "momentum", "schedules", "adaptive", "normalization",
-         "regularization", "gradient_clipping", "lr_sweep",
-         "edge_of_stability", "hessian_spectrum")
-EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--quick", action="store_true",
                       help="a reduced pass: fewer steps, smaller data")
   parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+  parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                      help="experiments run at once, each in its own process (default: "
+                           f"one per CPU core, at most {MAX_JOBS}, on a CPU-only host; "
+                           "1 on an accelerator)")
   args = parser.parse_args(argv)
   if args.list:
     for name, module in EXPERIMENTS.items():
@@ -43,25 +42,30 @@ def main(argv: list[str] | None = None) -> int:
   unknown = [n for n in args.names if n not in EXPERIMENTS]
   if unknown:
     parser.error(f"unknown experiment(s) {unknown}; expected names from {list(EXPERIMENTS)}")
-  names = args.names or list(EXPERIMENTS)
+  if args.jobs is not None and args.jobs < 1:
+    parser.error(f"--jobs must be a positive number of processes, got {args.jobs}")
+  names = list(dict.fromkeys(args.names)) or list(EXPERIMENTS)
+  jobs = min(args.jobs or default_jobs(), len(names))
   args.out.mkdir(parents=True, exist_ok=True)
+  for name in names:
+    (args.out / name).mkdir(exist_ok=True)
   outcomes, seconds = {}, {}
   from tqdm.auto import tqdm
 
-  bar = tqdm(names, unit="experiment", desc="experiments", disable=None)
-  for name in bar:
-    bar.set_description(name)
-    folder = args.out / name
-    folder.mkdir(exist_ok=True)
-    start = time.perf_counter()
-    outcomes[name] = EXPERIMENTS[name].run(folder, quick=args.quick)
-    seconds[name] = time.perf_counter() - start
-    report.write(folder, outcomes[name])
-    held = sum(bool(c.holds) for c in outcomes[name].claims.values())
-    tqdm.write(f"{name}: {held} of {len(outcomes[name].claims)} claims confirmed "
-               f"({seconds[name]:.1f} s)")
-    for key, claim in outcomes[name].claims.items():
+  bar = tqdm(total=len(names), unit="experiment", disable=None)
+  running = list(names)
+  bar.set_description(", ".join(running[:jobs]))
+  for name, outcome, took in completed(names, args.out, args.quick, jobs):
+    outcomes[name], seconds[name] = outcome, took
+    running.remove(name)
+    bar.set_description(", ".join(running[:jobs]) or "report")
+    bar.update(1)
+    held = sum(bool(c.holds) for c in outcome.claims.values())
+    tqdm.write(f"{name}: {held} of {len(outcome.claims)} claims confirmed ({took:.1f} s)")
+    for key, claim in outcome.claims.items():
       tqdm.write(f"   [{'x' if claim.holds else ' '}] {key}: {claim.evidence}")
+  bar.close()
+  outcomes = {name: outcomes[name] for name in names}  # the report in the table's order
   summary = {name: {**report.as_json(o), "seconds": round(seconds[name], 2)}
              for name, o in outcomes.items()}
   path = checkpoint.write_json(args.out / "results.json", summary)

@@ -102,6 +102,7 @@ class Objective:
     if penalty is not None and not callable(penalty):
       raise TypeError(f"penalty must be a function penalty(params) or None, got {penalty!r}")
     self.model, self.loss, self.penalty = model, loss, penalty
+    self._evaluate_jit = jax.jit(self._evaluate)
     self.classification = loss in (losses.softmax_cross_entropy,
                                    losses.binary_cross_entropy)
 
@@ -127,9 +128,26 @@ class Objective:
     return value, new_state
 
   def evaluate(self, params: Params, state: State, batch: Any) -> dict[str, Array]:
-    """{"loss": data loss, "accuracy": ... (classification losses only)} at inference."""
+    """{"loss": data loss, "accuracy": ... (classification losses only)} at inference.
+
+    Called on concrete values, it checks the targets as the loss does (label range,
+    shapes) and then runs one compiled program (compiled once per shape of its inputs);
+    inside ``jit`` or ``vmap`` it is plain traced code.
+    """
+    if _checks.is_traced((params, state, batch)):
+      return self._evaluate(params, state, batch)
+    x, y = batch
+    logits = jax.eval_shape(lambda p, s, x: self._apply(p, s, x, False, None)[0],
+                            params, state, x)
+    jax.eval_shape(lambda a: self._metrics(a, y), logits)  # the checks on concrete y
+    return self._evaluate_jit(params, state, batch)
+
+  def _evaluate(self, params, state, batch):
     x, y = batch
     logits, _ = self._apply(params, state, x, False, None)
+    return self._metrics(logits, y)
+
+  def _metrics(self, logits, y):
     out = {"loss": self.loss(logits, y)}
     if self.classification:
       out["accuracy"] = losses.accuracy(logits, y).astype(out["loss"].dtype)
@@ -427,12 +445,24 @@ def _concat(chunks: list, length: int) -> Any:
   """The per-step records of the first ``length`` steps, from the chunks' outputs."""
   if not chunks:
     return None
-  joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *chunks)
-  return jax.tree.map(lambda x: x[:length], joined)
+  joined = chunks[0] if len(chunks) == 1 else jax.tree.map(
+      lambda *xs: jnp.concatenate(xs, axis=0), *chunks)
+  return jax.tree.map(lambda x: x if x.shape[0] == length else x[:length], joined)
 
 
 def _result(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
-  record, evals, hook_records = _concat(chunks, done)
+  """The :class:`FitResult`, assembled (records joined, evaluation and hook steps picked,
+  the final evaluation run) by one compiled program per run configuration rather than
+  op by op."""
+  try:
+    hash(objective)
+  except TypeError:
+    return _assemble(objective, carry, tuple(chunks), done, cfg, eval_data)
+  return _assemble_jit(objective, carry, tuple(chunks), done, cfg, eval_data)
+
+
+def _assemble(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
+  record, evals, hook_records = _concat(list(chunks), done)
   history = {"loss": record.loss, "grad_norm": record.grad_norm, "lr": record.lr}
   if eval_data is not None:
     steps = np.arange(0, done, cfg.eval_every)
@@ -447,6 +477,9 @@ def _result(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
                                          jax.tree.map(lambda r: r[steps], rec))
   return FitResult(carry.params, carry.state, carry.opt_state, history,
                    carry.diverged_at >= 0, carry.diverged_at)
+
+
+_assemble_jit = jax.jit(_assemble, static_argnums=(0, 3, 4))
 
 
 def _padded_history(chunks: list, done: int, ys_shape: Any, total: int) -> Any:

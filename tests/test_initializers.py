@@ -173,3 +173,59 @@ def test_seed_xavier_tanh_shrinks_by_one_over_sqrt3(depth_stats):
   std = depth_stats["xavier", "tanh"].std
   np.testing.assert_allclose(std[3:] / std[2:-1], 1 / math.sqrt(3), rtol=0.01)
   assert std[-1] < std[0] / 100
+
+
+# ---- the draws are jax.nn.initializers' own numbers, compiled once per size class ----
+
+REFERENCE = {
+    "small": lambda k, s, d=jnp.float32: (jax.nn.initializers.normal(1.0)(k, s, d)
+                                          * jnp.asarray(0.01, d)),
+    "normal": jax.nn.initializers.normal(1.0),
+    "lecun": jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+    "he": jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+    "xavier": jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+    "glorot": jax.nn.initializers.variance_scaling(1.0, "fan_avg", "uniform"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_draws_equal_jax_variance_scaling_bit_for_bit(name):
+  for key in [jax.random.key(3), jax.random.PRNGKey(5)]:  # typed and raw keys
+    for shape, dtype in [((37, 11), jnp.float32), ((3, 4, 5), jnp.float32),
+                         ((37, 11), jnp.bfloat16)]:
+      ours, ref = initializers.get(name)(key, shape, dtype), REFERENCE[name](key, shape, dtype)
+      assert ours.dtype == ref.dtype and ours.shape == ref.shape
+      np.testing.assert_array_equal(np.asarray(ours, np.float32), np.asarray(ref, np.float32))
+  # under jit: the plain jax.random path, equal to the reference under jit
+  jitted = jax.jit(lambda k: initializers.get(name)(k, (37, 11)))(key)
+  np.testing.assert_array_equal(jitted, jax.jit(lambda k: REFERENCE[name](k, (37, 11)))(key))
+
+
+def test_float64_draws_equal_jax():
+  with jax.enable_x64(True):
+    key = jax.random.key(1)
+    for name in ["lecun", "glorot"]:
+      ours = initializers.get(name)(key, (33, 17), jnp.float64)
+      assert ours.dtype == jnp.float64
+      np.testing.assert_array_equal(ours, REFERENCE[name](key, (33, 17), jnp.float64))
+
+
+def test_standard_draw_is_a_prefix_of_the_power_of_two_draw():
+  key = jax.random.key(9)
+  for kind, ref in [("normal", jax.random.normal(key, (41, 7))),
+                    ("uniform", jax.random.uniform(key, (41, 7), minval=-1.0))]:
+    np.testing.assert_array_equal(initializers.standard(kind, key, (41, 7)), ref)
+  assert initializers.standard("normal", key, (0, 3)).shape == (0, 3)
+
+
+def test_layers_of_one_size_class_share_one_compiled_draw(caplog):
+  key = jax.random.key(0)
+  initializers.lecun(key, (17, 15))  # size class 256 of both kinds, compiled here at the
+  initializers.glorot(key, (17, 15))  # latest
+  with jax.log_compiles(True), caplog.at_level("WARNING"):
+    for shape in [(16, 16), (10, 20), (3, 7), (8, 25)]:  # all of at most 256 numbers
+      initializers.he(key, shape)
+      initializers.glorot(key, shape)
+  compiled = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith("Finished XLA compilation")]
+  assert compiled == [], compiled

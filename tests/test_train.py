@@ -92,6 +92,21 @@ def test_evaluation_every_k_steps_and_at_the_end(moons, reference_run):
   assert float(ev["accuracy"][-1]) > 0.8
 
 
+def test_evaluate_checks_concrete_labels_and_matches_the_formula(moons, params):
+  _, (x, y) = moons
+  out = OBJECTIVE.evaluate(params, {}, (x, y))
+  logits = np.asarray(FORWARD(params, x), np.float64)
+  log_p = logits - logits.max(1, keepdims=True)
+  log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+  y = np.asarray(y)
+  assert float(out["loss"]) == pytest.approx(-log_p[np.arange(len(y)), y].mean(), rel=1e-5)
+  assert float(out["accuracy"]) == pytest.approx(np.mean(logits.argmax(1) == y))
+  inside = jax.jit(OBJECTIVE.evaluate)(params, {}, (x, y))  # traced: the same numbers
+  assert float(inside["loss"]) == pytest.approx(float(out["loss"]), rel=1e-6)
+  with pytest.raises(ValueError, match="labels"):
+    OBJECTIVE.evaluate(params, {}, (x, np.where(y == 1, 7, y)))
+
+
 def test_full_batch_gradient_descent_on_a_bowl_follows_the_closed_form():
   with jax.enable_x64(True):
     bowl = datasets.quadratic_bowl([0.5, 2.0, 4.0], key=jax.random.key(6))
