@@ -4,7 +4,8 @@ AdaGrad, RMSProp and Adam divide each parameter's step by a running size of its 
 gradient, so a direction of high curvature (large gradients) gets a small step and a
 flat one a large step: on an ill-conditioned quadratic whose axes are the parameters,
 this undoes the conditioning that slows gradient descent. Two problems, five optimisers,
-each at its best of 12 log-spaced learning rates (one vmapped sweep per optimiser):
+each at its best of 13 log-spaced learning rates (one vmapped sweep over optimiser and
+η per problem):
 
 * a quadratic with eigenvalues log-spaced in [1, 1000] along the coordinate axes,
   from w₀ = (1, …, 1), full-batch;
@@ -32,15 +33,23 @@ ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 def _best(problem, lrs, key, tail: int) -> dict:
   """name -> (best η, score of every η, loss history at the best η); the score is the
-  mean loss of the last ``tail`` steps (inf for a diverged run)."""
+  mean loss of the last ``tail`` steps (inf for a diverged run). Every (optimiser, η) is
+  one run of a single sweep: the optimiser is an index into ``optimizers.switch``."""
+  names = list(OPTIMIZERS)
+
+  def run(hp, k):
+    choices = [optimizers.get(name, hp["lr"], **hyper) for name, hyper in OPTIMIZERS.items()]
+    return problem(optimizers.switch(hp["optimizer"].astype(int), choices), k)
+
+  result = sweep.sweep(run, sweep.grid(optimizer=range(len(names)), lr=list(lrs)), key=key)
+  losses_ = result.reshaped(np.asarray(result.runs.history["loss"]))  # (optimiser, η, step)
+  diverged = result.reshaped(result.diverged)
   found = {}
-  for name, hyper in OPTIMIZERS.items():
-    result = sweep.sweep(lambda hp, k, name=name, hyper=hyper: problem(
-        optimizers.get(name, hp["lr"], **hyper), k), sweep.grid(lr=list(lrs)), key=key)
-    tails = np.mean(np.asarray(result.runs.history["loss"])[:, -tail:], axis=1)
-    final = np.where(result.diverged | ~np.isfinite(tails), np.inf, tails)
+  for i, name in enumerate(names):
+    tails = np.mean(losses_[i][:, -tail:], axis=1)
+    final = np.where(diverged[i] | ~np.isfinite(tails), np.inf, tails)
     k = int(np.argmin(final))
-    found[name] = (float(lrs[k]), final, np.asarray(result.runs.history["loss"][k]))
+    found[name] = (float(lrs[k]), final, losses_[i][k])
   return found
 
 

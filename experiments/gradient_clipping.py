@@ -12,11 +12,11 @@ above it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
 import numpy as np
-import optax
 from matplotlib.figure import Figure
 
 import jaxnn
@@ -38,8 +38,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
   model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", SCALE))
   params, state = model.init(jax.random.key(1))
   objective = train.objective(model, losses.softmax_cross_entropy)
-  grads, _ = jax.grad(objective, has_aux=True)(params, state, tuple(train_set), None)
-  layer_norms = np.array([float(optax.tree.norm(g)) for g in grads])
+  layer_norms = np.asarray(jax.jit(functools.partial(train.layer_grad_norms, objective))(
+      params, state, tuple(train_set)))
   runs = {}
   for lr in LRS:
     for clip in (None, CLIP):

@@ -35,21 +35,31 @@ START = (-9.0, 1.5)
 TOLERANCE = 1e-6  # ‖w − w*‖ / ‖w₀ − w*‖ the step count is measured at
 
 
-def _iterates(loss, start, lr, mu, steps) -> np.ndarray:
-  """w₀ … w_steps of ``momentum(lr, mu)`` (μ = 0: plain descent), shape (steps + 1, 2)."""
-  record = train.Hook(lambda p: (), lambda s, p, st, t: (s, p), 1)
-  result = train.fit(lambda p, s, b, k: (loss(p), s), jnp.asarray(start),
-                     optimizers.momentum(lr, mu), None, key=jax.random.key(0), steps=steps,
-                     hooks={"w": record})
+#: records the params before every step
+_RECORD = train.Hook(lambda p: (), lambda s, p, st, t: (s, p), 1)
+
+
+def _iterates(objective, start, lr, mu, steps) -> np.ndarray:
+  """w₀ … w_steps of ``momentum(lr, mu)`` (μ = 0: plain descent), shape (steps + 1, 2).
+  Runs of the same ``objective`` and length share one compiled program."""
+  result = train.fit(objective, jnp.asarray(start), optimizers.momentum(lr, mu), None,
+                     key=jax.random.key(0), steps=steps, hooks={"w": _RECORD})
   return np.concatenate([np.asarray(result.history["hooks"]["w"].record),
                          np.asarray(result.params)[None]])
 
 
+_SLOPE = np.array([0.3, -1.2])
+
+
+def _on_slope(w, state, batch, key):
+  """E(w) = g·w: a constant gradient g."""
+  return jnp.dot(jnp.asarray(_SLOPE, w.dtype), w), state
+
+
 def _constant_slope(lr, mu, steps=400) -> float:
   """The last step Δw over −η g on E(w) = g·w, after ``steps`` steps: tends to 1/(1 − μ)."""
-  g = np.array([0.3, -1.2])
-  path = _iterates(lambda w: jnp.dot(jnp.asarray(g, w.dtype), w), np.zeros(2), lr, mu, steps)
-  return float(np.mean((path[-1] - path[-2]) / (-lr * g)))
+  path = _iterates(_on_slope, np.zeros(2), lr, mu, steps)
+  return float(np.mean((path[-1] - path[-2]) / (-lr * _SLOPE)))
 
 
 def _short(name: str) -> str:
@@ -77,7 +87,8 @@ def _run(out: Path, quick: bool) -> Outcome:
              "momentum μ = 0.9, η = 1/λmax": (lr, 0.9),
              f"Polyak: η = {polyak.lr:.3g}, μ = {polyak.mu:.3g}": (polyak.lr, polyak.mu)}
   steps = 1000
-  paths = {name: _iterates(bowl.loss, START, *hp, steps) for name, hp in methods.items()}
+  on_bowl = lambda p, s, b, k: (bowl.loss(p), s)
+  paths = {name: _iterates(on_bowl, START, *hp, steps) for name, hp in methods.items()}
   distance = {name: np.linalg.norm(p, axis=1) for name, p in paths.items()}
   needed = {name: _steps_to(d) for name, d in distance.items()}
   spec = hessian.spectrum(bowl.loss, bowl.minimizer)

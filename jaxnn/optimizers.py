@@ -150,10 +150,48 @@ def _wrap(factory, *, lr, weight_decay, l1, decoupled, clip_norm, clip_value, ma
     if value is not None:
       _checks.in_range(name, value, 0.0, low_open=True)
   static = [n for n in _STATIC if n in inspect.signature(factory).parameters]
-  return optax.inject_hyperparams(factory, static_args=static)(
-      lr=lr, weight_decay=weight_decay, l1=l1, decoupled=decoupled, clip_norm=clip_norm,
-      clip_value=clip_value, mask=mask, use_decay=_maybe_nonzero(weight_decay),
-      use_l1=_maybe_nonzero(l1), **hyper)
+  kwargs = dict(lr=lr, weight_decay=weight_decay, l1=l1, decoupled=decoupled,
+                clip_norm=clip_norm, clip_value=clip_value, mask=mask,
+                use_decay=_maybe_nonzero(weight_decay), use_l1=_maybe_nonzero(l1), **hyper)
+  opt = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
+  return opt._replace(update=_shared_update(factory, static, kwargs, opt.update))
+
+
+#: Update functions shared by optimisers of the same structure (at most this many kept).
+_SHARED_UPDATES_MAX = 64
+_shared_updates: dict = {}
+
+
+def _shared_update(factory, static, kwargs, update):
+  """The update function of the first optimiser built with this structure: ``factory``
+  and its static options (structure flags, clipping bounds, the mask, which
+  hyperparameters are schedules, and those schedules), whatever the numeric values.
+
+  ``inject_hyperparams`` reads every numeric hyperparameter from the optimiser state, so
+  two optimisers that differ only in numbers have interchangeable updates. Sharing the
+  function object lets :func:`jaxnn.train.fit`, whose compiled programs are keyed by the
+  update function, run momentum(0.1, 0.5) and momentum(0.3, 0.9) through one program.
+  """
+  parts = []
+  for name, value in sorted(kwargs.items()):
+    if name in static or isinstance(value, bool) or value is None:
+      parts.append((name, "static", value))
+    elif callable(value):
+      parts.append((name, "schedule", value))
+    elif isinstance(value, (int, float)) or hasattr(value, "dtype"):
+      parts.append((name, "numeric"))
+    else:
+      parts.append((name, "static", value))
+  key = (factory, tuple(parts))
+  try:
+    hash(key)
+  except TypeError:  # an unhashable static option (a mask given as a pytree): no sharing
+    return update
+  if key not in _shared_updates:
+    if len(_shared_updates) >= _SHARED_UPDATES_MAX:
+      _shared_updates.pop(next(iter(_shared_updates)))
+    _shared_updates[key] = update
+  return _shared_updates[key]
 
 
 def _unit(name, value):
@@ -288,12 +326,67 @@ def get(name: str, lr: LR, **hyper: Any) -> optax.GradientTransformation:
   return fn(lr, **hyper)
 
 
+class SwitchState(NamedTuple):
+  """The state of :func:`switch`: the chosen ``index`` and every optimiser's state."""
+  index: Any
+  states: tuple
+
+
+def switch(index: Any, choices: Any) -> optax.GradientTransformation:
+  """Runs ``choices[index]``: the optimiser as a value, so that a sweep can vmap over it.
+
+  The state holds ``index`` and the state of every choice (each initialised on the
+  params); ``update`` is ``lax.switch(index, ...)`` over the choices, branch i updating
+  state i and passing the others through. Every choice of the same structure gives one
+  program, whatever ``index`` is: a sweep over (optimiser, η) compiles once. Under
+  ``vmap`` with a batched index XLA computes every branch and selects, so each step costs
+  the arithmetic of all the choices (small beside a model's forward and backward pass).
+
+  Args:
+    index: an int in [0, len(choices)), or a traced int (then assumed in range;
+      ``lax.switch`` clamps it).
+    choices: a sequence of optax GradientTransformations (e.g. from :func:`get`).
+  """
+  choices = tuple(choices)
+  if not choices or not all(isinstance(c, optax.GradientTransformation) for c in choices):
+    raise TypeError(f"choices must be a non-empty sequence of optax GradientTransformations, "
+                    f"got {choices!r:.120}")
+  value = _checks.concrete(index)
+  if value is not None:
+    if value.ndim or not float(value).is_integer() or not 0 <= value < len(choices):
+      raise ValueError(f"index must be an int in [0, {len(choices)}) choosing among the "
+                       f"{len(choices)} choices, got {index!r}")
+
+  def init_fn(params):
+    return SwitchState(jnp.asarray(index, jnp.int32), tuple(c.init(params) for c in choices))
+
+  def update_fn(updates, state, params=None):
+    def branch(i):
+      def run(updates, states, params):
+        new, s = choices[i].update(updates, states[i], params)
+        return new, states[:i] + (s,) + states[i + 1:]
+      return run
+
+    new, states = jax.lax.switch(state.index, [branch(i) for i in range(len(choices))],
+                                 updates, state.states, params)
+    return new, SwitchState(state.index, states)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def learning_rate(opt_state: Any) -> Any:
-  """The learning rate of the last step, read from an ``inject_hyperparams`` state.
+  """The learning rate of the last step, read from an ``inject_hyperparams`` state (for
+  :func:`switch`, the chosen optimiser's).
 
   Returns NaN for optimisers that do not expose it (plain optax transformations).
   """
-  for s in jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams")):
+  if isinstance(opt_state, SwitchState):
+    rates = [jnp.asarray(learning_rate(s), jnp.result_type(float)) for s in opt_state.states]
+    return jnp.stack(rates)[opt_state.index]
+  for s in jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams")
+                           or isinstance(x, SwitchState)):
+    if isinstance(s, SwitchState):
+      return learning_rate(s)
     if hasattr(s, "hyperparams"):
       for key in ("lr", "learning_rate"):
         if key in s.hyperparams:

@@ -170,11 +170,15 @@ def objective(model: Model | Callable, loss: Callable,
 def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> Callable:
   """A pure training step: (params, state, opt_state, batch, key) ->
   (params, state, opt_state, StepInfo), with Δw from ``optimizer`` on ∇objective."""
+  return _step(objective, optimizer.update)
+
+
+def _step(objective: Callable, update: Callable) -> Callable:
   grad_fn = jax.value_and_grad(objective, has_aux=True)
 
   def step(params, state, opt_state, batch, key):
     (loss, new_state), grads = grad_fn(params, state, batch, key)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates, opt_state = update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, new_state, opt_state, StepInfo(loss, optax.tree.norm(grads),
                                                   optimizers.learning_rate(opt_state))
@@ -222,10 +226,11 @@ def _blank(shape_tree: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def _runner(objective: Callable, optimizer: optax.GradientTransformation,
-            cfg: _Config) -> Callable:
-  """The jitted chunk of ``cfg.chunk`` steps, cached so that repeated fits reuse it."""
-  step_fn = make_step(objective, optimizer)
+def _runner(objective: Callable, update: Callable, cfg: _Config) -> Callable:
+  """The jitted chunk of ``cfg.chunk`` steps, cached so that repeated fits reuse it: it
+  depends on the optimiser through its ``update`` function alone (the numbers live in the
+  optimiser state, which is an argument)."""
+  step_fn = _step(objective, update)
   float_dtype = jnp.result_type(float)
 
   def take_batch(carry, data, shuffle_key):
@@ -349,8 +354,9 @@ def fit(objective: Callable, params: Params, optimizer: optax.GradientTransforma
 
   Args:
     objective: ``objective(params, state, batch, key) -> (loss, new_state)``, e.g. from
-      :func:`objective`. Reuse the same objective and optimizer objects across calls
-      and ``fit`` reuses the compiled program.
+      :func:`objective`. Reuse the same objective object across calls and ``fit`` reuses
+      the compiled program for every optimiser of the same kind: jaxnn's optimisers that
+      differ only in numbers (η, μ, ...) share their update function.
     params: initial parameters (any pytree).
     optimizer: an optax ``GradientTransformation`` (e.g. from :mod:`jaxnn.optimizers`,
       whose learning rate is recorded per step; NaN for others).
@@ -407,7 +413,7 @@ def fit(objective: Callable, params: Params, optimizer: optax.GradientTransforma
                                              else total)
   chunk = _checks.positive_int("chunk_size", chunk)
   cfg = _Config(n, bs, shuffle, chunk, float(blowup), eval_every, hooks)
-  run = _runner(objective, optimizer, cfg)
+  run = _runner(objective, optimizer.update, cfg)
   shuffle_key, step_key = jax.random.split(key)
   float_dtype = jnp.result_type(float)
   state = {} if state is None else state
@@ -535,16 +541,24 @@ def layer_stats_hook(x: Any, activation: str | Callable = "tanh", every: int = 1
   return Hook(lambda params: (), update, _checks.positive_int("every", every))
 
 
+def layer_grad_norms(objective: Callable, params: Params, state: State, batch: Any,
+                     key: PRNGKey | None = None) -> Array:
+  """‖∂E/∂θ_l‖ for every top-level entry θ_l of the params (every layer of a jaxnn MLP),
+  E = ``objective(params, state, batch, key)``; shape (L,). Wrap it in ``jax.jit`` (with
+  ``objective`` bound) to compute it as one program rather than op by op."""
+  grads, _ = jax.grad(objective, has_aux=True)(params, state, batch, key)
+  layers = grads if isinstance(grads, (list, tuple)) else [grads[k] for k in sorted(grads)]
+  return jnp.stack([optax.tree.norm(g) for g in layers])
+
+
 def layer_grad_norms_hook(objective: Callable, batch: Any, every: int = 1, *,
                           key: PRNGKey | None = None) -> Hook:
-  """‖∂E/∂θ_l‖ for every top-level entry θ_l of the params (every layer of a jaxnn MLP) on
-  a fixed ``batch``: how gradients vanish or explode with depth. Record shape (L,)."""
+  """:func:`layer_grad_norms` on a fixed ``batch`` (with ``fold_in(key, step)``): how
+  gradients vanish or explode with depth. Record shape (L,)."""
   key = jax.random.key(0) if key is None else key
 
   def update(hook_state, params, state, step):
-    grads, _ = jax.grad(objective, has_aux=True)(params, state, batch,
-                                                 jax.random.fold_in(key, step))
-    layers = grads if isinstance(grads, (list, tuple)) else [grads[k] for k in sorted(grads)]
-    return hook_state, jnp.stack([optax.tree.norm(g) for g in layers])
+    return hook_state, layer_grad_norms(objective, params, state, batch,
+                                        jax.random.fold_in(key, step))
 
   return Hook(lambda params: (), update, _checks.positive_int("every", every))

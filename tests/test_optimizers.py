@@ -287,3 +287,34 @@ def test_hyperparameters_may_be_traced():
   ends = jax.jit(jax.vmap(final))(jnp.array([0.01, 0.1]))
   np.testing.assert_allclose(ends[1], final(0.1), rtol=1e-5)
   assert float(jnp.abs(ends[0]).max()) > float(jnp.abs(ends[1]).max())
+
+
+def test_switch_runs_the_chosen_optimiser_and_vmaps_over_the_choice():
+  names = ["sgd", "momentum", "adam"]
+
+  def final(index, lr):
+    choices = [optimizers.get(n, lr) for n in names]
+    return descend(optimizers.switch(index, choices), bowl, 30)
+
+  index, lrs = jnp.array([0, 1, 2, 1]), jnp.array([0.1, 0.1, 0.05, 0.02])
+  ends = jax.jit(jax.vmap(final))(index, lrs)
+  for k in range(4):
+    alone = descend(optimizers.get(names[int(index[k])], float(lrs[k])), bowl, 30)
+    np.testing.assert_allclose(ends[k], alone, rtol=1e-5, atol=1e-7)
+  # the chosen optimiser's learning rate, read through the switch
+  p = {"w": jnp.ones(2)}
+  opt = optimizers.switch(1, [optimizers.sgd(0.3), optimizers.adam(schedules.step(1.0, 0.5, 1))])
+  state = opt.init(p)
+  _, state = opt.update(p, state, p)
+  assert float(optimizers.learning_rate(state)) == 1.0
+  _, state = opt.update(p, state, p)
+  assert float(optimizers.learning_rate(state)) == 0.5
+
+
+def test_switch_rejects_bad_choices():
+  with pytest.raises(ValueError, match=r"index must be an int in \[0, 2\)"):
+    optimizers.switch(2, [optimizers.sgd(0.1), optimizers.adam(0.1)])
+  with pytest.raises(ValueError, match="index"):
+    optimizers.switch(0.5, [optimizers.sgd(0.1), optimizers.adam(0.1)])
+  with pytest.raises(TypeError, match="GradientTransformations"):
+    optimizers.switch(0, ["sgd"])

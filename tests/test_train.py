@@ -55,6 +55,36 @@ def test_fit_matches_a_step_by_step_reference(moons, params, reference_run):
   np.testing.assert_allclose(h["lr"], 0.1)
 
 
+def test_optimisers_that_differ_only_in_numbers_share_one_compiled_program(moons, params):
+  train_set, _ = moons
+  traces = []
+
+  def objective(p, state, batch, key):
+    traces.append(1)  # runs once per trace of the training step
+    return OBJECTIVE(p, state, batch, key)
+
+  slow, fast = optimizers.momentum(0.05, 0.5), optimizers.momentum(0.2, 0.9)
+  assert slow.update is fast.update and slow.init is not fast.init
+  assert optimizers.momentum(0.1, 0.5, clip_norm=1.0).update is not slow.update
+  runs = [train.fit(objective, params, opt, train_set, key=jax.random.key(3), epochs=2,
+                    batch_size=16) for opt in (slow, fast)]
+  assert len(traces) == 1
+  # the second run is its own optimiser's, step for step
+  step = jax.jit(train.make_step(OBJECTIVE, fast))
+  shuffle_key, step_key = jax.random.split(jax.random.key(3))
+  p, s, opt_state, seen = params, {}, fast.init(params), []
+  for t in range(8):
+    epoch, pos = divmod(t, 4)
+    perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), 72)
+    idx = perm[pos * 16:(pos + 1) * 16]
+    p, s, opt_state, info = step(p, s, opt_state, (train_set.x[idx], train_set.y[idx]),
+                                 jax.random.fold_in(step_key, t))
+    seen.append(float(info.loss))
+  np.testing.assert_allclose(runs[1].history["loss"], seen, rtol=1e-5)
+  np.testing.assert_allclose(runs[1].history["lr"], 0.2)
+  assert not np.allclose(runs[0].history["loss"], runs[1].history["loss"])
+
+
 def test_epochs_reshuffle_and_cover_distinct_rows(moons):
   train_set, _ = moons
   seen = []
