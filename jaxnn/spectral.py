@@ -282,10 +282,11 @@ def _power_jit(matvec, params, block, start, shift, tol, max_iter):
                 tol, max_iter)
 
 
-def _start(start: Any, params: Params, block: Tree | None) -> Tree:
-  """The unit starting vector: random from a key, or ``start`` normalised."""
+def _start(start: Any, params: Params, block: Tree | None, rademacher: bool = False) -> Tree:
+  """The unit starting vector: random from a key (normal, or Rademacher), or ``start``
+  normalised."""
   if hasattr(start, "dtype") and jax.dtypes.issubdtype(start.dtype, jax.dtypes.prng_key):
-    return _random_unit(start, params, block)
+    return _random_unit(start, params, block, rademacher)
   return optax.tree.scale(1.0 / optax.tree.norm(start), start)
 
 
@@ -404,10 +405,10 @@ def _lanczos(op: Callable, v: Tree, key: PRNGKey, block: Tree | None, k: int) ->
   return jax.tree.map(lambda m: m[:k], q_all), alpha, beta[:-1], restarts
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _lanczos_jit(matvec, params, block, start, key, k):
-  return _lanczos(_restricted(matvec, params, block), _start(start, params, block), key,
-                  block, k)
+@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+def _lanczos_jit(matvec, params, block, start, key, k, rademacher=False):
+  return _lanczos(_restricted(matvec, params, block),
+                  _start(start, params, block, rademacher), key, block, k)
 
 
 def lanczos(loss_fn: Callable | Curvature, params: Params, k: int, *, key: PRNGKey,
@@ -582,9 +583,9 @@ def spectral_density(loss_fn: Callable | Curvature, params: Params, *, key: PRNG
     raise ValueError(f"order must be at most the {size} parameters, got {order}")
   nodes, weights = [], []
   for i, k in enumerate(jax.random.split(key, probes)):
-    v = _random_unit(k, params, block, rademacher=True)
-    _, alpha, beta, _ = _lanczos_jit(matvec, params, block, v, jax.random.fold_in(k, i),
-                                     order)
+    # the Rademacher probe is drawn inside the compiled loop (no program of its own)
+    _, alpha, beta, _ = _lanczos_jit(matvec, params, block, k, jax.random.fold_in(k, i),
+                                     order, True)
     theta, s = np.linalg.eigh(_tridiagonal(alpha, beta))
     nodes.append(theta)
     weights.append(s[0] ** 2)
