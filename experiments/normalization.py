@@ -54,28 +54,37 @@ def run(out: Path, quick: bool = False) -> Outcome:
   raw_train, raw_test = _badly_scaled(jax.random.key(1), *split)
   stats = normalization.fit_standardizer(raw_train.x)
   std_train = datasets.Dataset(normalization.standardize(raw_train.x, stats), raw_train.y)
-  variants = {
-      "none": (jaxnn.mlp(SIZES), raw_train),
-      "data normalisation": (jaxnn.mlp(SIZES), std_train),
-      "batch norm": (jaxnn.mlp(SIZES, batch_norm=True), raw_train),
-      "layer norm": (jaxnn.mlp(SIZES, layer_norm=True), raw_train),
-  }
   lrs = sweep.log_range(1e-4, 100.0, count)
-  edges, curves, best_lr, failed_at = {}, {}, {}, {}
-  for name, (model, data) in variants.items():
+  # none and data normalisation: one model, two inputs, one sweep (the input an axis)
+  plain = jaxnn.mlp(SIZES)
+  variants = {"none": (plain, 0), "data normalisation": (plain, 1),
+              "batch norm": (jaxnn.mlp(SIZES, batch_norm=True), 0),
+              "layer norm": (jaxnn.mlp(SIZES, layer_norm=True), 0)}
+  inputs = jnp.stack([raw_train.x, std_train.x])
+  results = {}
+  for model in (plain, variants["batch norm"][0], variants["layer norm"][0]):
     params, state = model.init(jax.random.key(2))
     objective = train.objective(model, losses.softmax_cross_entropy)
+    names = [n for n, (m, _) in variants.items() if m is model]
 
-    def one_run(hp, key, objective=objective, params=params, state=state, data=data):
-      return train.fit(objective, params, optimizers.sgd(hp["lr"]), data, key=key,
-                       steps=steps, state=state)
+    def one_run(hp, key, objective=objective, params=params, state=state):
+      x = inputs[hp["input"].astype(int)] if "input" in hp else inputs[0]
+      return train.fit(objective, params, optimizers.sgd(hp["lr"]), (x, raw_train.y),
+                       key=key, steps=steps, state=state)
 
-    result = sweep.sweep(one_run, sweep.grid(lr=list(lrs)), key=jax.random.key(3))
-    row = sweep.lr_report(result).rows[0]
+    axes = {"input": [variants[n][1] for n in names]} if len(names) > 1 else {}
+    result = sweep.sweep(one_run, sweep.grid(**axes, lr=list(lrs)), key=jax.random.key(3))
+    for g, name in enumerate(names):
+      results[name] = (result, g)
+  edges, curves, best_lr, failed_at = {}, {}, {}, {}
+  for name, (result, g) in results.items():
+    row = sweep.lr_report(result).rows[g]
     edges[name], failed_at[name], best_lr[name] = (row["largest_stable_lr"],
                                                    row["smallest_failed_lr"], row["best_lr"])
+    losses_ = result.reshaped(np.asarray(result.runs.history["loss"]))
+    losses_ = losses_[g] if losses_.ndim == 3 else losses_
     k = int(np.flatnonzero(np.asarray(result.grid.axes["lr"]) == row["best_lr"])[0])
-    curves[name] = np.asarray(result.runs.history["loss"][k])
+    curves[name] = losses_[k]
   bn = _batch_norm_check(raw_train, raw_test, quick)
   numbers = {"feature scales": "10^U[−1.5, 1.5], shifted by 3 × scale",
              "learning rates": f"{count} log-spaced in [1e-4, 100]", "steps": steps}

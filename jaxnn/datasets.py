@@ -14,6 +14,7 @@ Plus the plumbing every training run needs: :func:`train_test_split` (from a key
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _checks, normalization
+from jaxnn import _checks, initializers, normalization
 from jaxnn.base import Array, Params, PRNGKey
 
 
@@ -65,6 +66,11 @@ def moons(n: int = 200, *, key: PRNGKey, noise: float = 0.1) -> Dataset:
   """
   n = _checks.positive_int("n", n, 2)
   _check_noise(noise)
+  return Dataset(*_moons(key, n, noise))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _moons(key, n, noise):
   n0 = (n + 1) // 2
   t0 = jnp.linspace(0.0, jnp.pi, n0)
   t1 = jnp.linspace(0.0, jnp.pi, n - n0)
@@ -92,6 +98,11 @@ def spirals(n: int = 300, *, key: PRNGKey, classes: int = 2, noise: float = 0.05
   n = _checks.positive_int("n", n, classes)
   _check_noise(noise)
   _checks.in_range("turns", turns, 0.0, low_open=True)
+  return Dataset(*_spirals(key, n, classes, noise, turns))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _spirals(key, n, classes, noise, turns):
   xs, ys = [], []
   for c in range(classes):
     m = n // classes + (1 if c < n % classes else 0)
@@ -154,17 +165,17 @@ def quadratic_bowl(eigenvalues: Any, *, key: PRNGKey | None = None,
     raise ValueError(f"eigenvalues must be a non-empty 1-D list of concrete numbers, got "
                      f"{eigenvalues!r:.80}")
   _checks.finite("eigenvalues", lam)
-  lam = jnp.asarray(np.sort(lam), dtype)
+  lam = np.sort(lam).astype(dtype)
   d = lam.shape[0]
   if key is None:
-    u = jnp.eye(d, dtype=dtype)
-  else:
-    q, r = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
-    u = q * jnp.where(jnp.diag(r) < 0, -1.0, 1.0).astype(dtype)
+    u = np.eye(d, dtype=dtype)
+  else:  # the QR of a Gaussian matrix, signs fixed: Haar-distributed (built on the host)
+    q, r = np.linalg.qr(np.asarray(initializers.standard("normal", key, (d, d), dtype)))
+    u = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(dtype)
   a = (u * lam) @ u.T
-  a = 0.5 * (a + a.T)
+  a, lam, u = jax.device_put((0.5 * (a + a.T), lam, u))
   if minimizer is None:
-    w_star = jnp.zeros((d,), dtype)
+    w_star = jax.device_put(np.zeros((d,), dtype))
   else:
     w_star = jnp.asarray(minimizer, dtype)
     if w_star.shape != (d,):
@@ -208,10 +219,15 @@ def train_test_split(data: Dataset, *, key: PRNGKey,
   if n_test < 1 or n_test > n - 1:
     raise ValueError(f"test_fraction={test_fraction} of n={n} rows leaves an empty split "
                      f"(test: {n_test}, train: {n - n_test})")
-  perm = jax.random.permutation(key, n)
+  train, test = _split(key, jnp.asarray(x), jnp.asarray(y), n_test)
+  return Dataset(*train), Dataset(*test)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _split(key, x, y, n_test):
+  perm = jax.random.permutation(key, x.shape[0])
   test, train = perm[:n_test], perm[n_test:]
-  x, y = jnp.asarray(x), jnp.asarray(y)
-  return Dataset(x[train], y[train]), Dataset(x[test], y[test])
+  return (x[train], y[train]), (x[test], y[test])
 
 
 def standardized(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset,

@@ -61,9 +61,15 @@ def fit_standardizer(x: Any, *, name: str = "x") -> DataStats:
   _checks.finite(name, x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
+  return DataStats(*_moments(x))
+
+
+@jax.jit
+def _moments(x: Array) -> tuple[Array, Array]:
+  """(μ, σ) over the rows, σ = 1 where a feature is constant."""
   mean = jnp.mean(x, axis=0)
   std = jnp.std(x, axis=0)
-  return DataStats(mean, jnp.where(std > 0, std, jnp.ones_like(std)))
+  return mean, jnp.where(std > 0, std, jnp.ones_like(std))
 
 
 def standardize(x: Any, stats: DataStats, *, name: str = "x") -> Array:
@@ -78,7 +84,12 @@ def standardize(x: Any, stats: DataStats, *, name: str = "x") -> Array:
     raise ValueError(f"{name} has feature shape {x.shape[1:]}, but the statistics were "
                      f"fitted on feature shape {stats.mean.shape}")
   _checks.finite(name, x)
-  return (x - stats.mean) / stats.std
+  return _standardize(x, stats.mean, stats.std)
+
+
+@jax.jit
+def _standardize(x: Array, mean: Array, std: Array) -> Array:
+  return (x - mean) / std
 
 
 def init_batch_norm(features: int, dtype: Any = jnp.float32) -> tuple[dict, dict]:

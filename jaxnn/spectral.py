@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.flatten_util import ravel_pytree
 
 from jaxnn import _checks, hessian
 from jaxnn.base import Array, Params, PRNGKey
@@ -196,12 +197,20 @@ def _restricted(matvec: Callable, params: Params, block: Tree | None) -> Callabl
   return lambda v: optax.tree.mul(block, matvec(params, optax.tree.mul(block, v)))
 
 
+def _random_tree(key: PRNGKey, like: Tree, rademacher: bool = False) -> Tree:
+  """Independent N(0, 1) (or ±1) entries in a pytree shaped like ``like``, drawn as one
+  flat vector of all P entries and cut into the leaves: one random-number kernel for the
+  whole tree (XLA:CPU takes about a second to compile each, and one per leaf would make
+  every program that draws a probe that much slower to build)."""
+  flat, unravel = ravel_pytree(like)
+  if rademacher:
+    return unravel(jax.random.rademacher(key, flat.shape, flat.dtype))
+  return unravel(jax.random.normal(key, flat.shape, flat.dtype))
+
+
 def _random_unit(key: PRNGKey, params: Params, block: Tree | None,
                  rademacher: bool = False) -> Tree:
-  draw = (lambda k, p: jax.random.rademacher(k, p.shape, p.dtype)) if rademacher else (
-      lambda k, p: jax.random.normal(k, p.shape, p.dtype))
-  keys = optax.tree.split_key_like(key, params)
-  v = jax.tree.map(draw, keys, params)
+  v = _random_tree(key, params, rademacher)
   if block is not None:
     v = optax.tree.mul(block, v)
   return optax.tree.scale(1.0 / optax.tree.norm(v), v)
@@ -537,8 +546,7 @@ def _probe_quadratics(matvec, params, block, keys):
   op = _restricted(matvec, params, block)
 
   def one(k):
-    z = jax.tree.map(lambda kk, p: jax.random.rademacher(kk, p.shape, p.dtype),
-                     optax.tree.split_key_like(k, params), params)
+    z = _random_tree(k, params, rademacher=True)
     if block is not None:
       z = optax.tree.mul(block, z)
     return optax.tree.vdot(z, op(z))
