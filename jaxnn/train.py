@@ -213,9 +213,15 @@ class _Carry(NamedTuple):
 
 
 def _all_finite(tree: Any) -> Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+  """Whether every float entry of ``tree`` is finite, as Σ x·0 = 0: x·0 is 0 for a finite
+  x and NaN for ±inf or NaN, so the sum is exactly 0 or NaN (never an overflow). One
+  float sum a leaf compiles to far less code on XLA:CPU than isfinite-and-all reductions
+  (a third of a small fit's compile time)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype,
+                                                               jnp.inexact)]
+  if not leaves:
+    return jnp.asarray(True)
+  return sum(jnp.sum(x * 0) for x in leaves) == 0
 
 
 def _blank(shape_tree: Any) -> Any:

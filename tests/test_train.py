@@ -186,6 +186,21 @@ def test_non_finite_loss_is_caught_and_params_stay_finite():
   assert result.history["loss"].shape == (20,)
 
 
+def test_an_update_that_overflows_a_parameter_is_caught():
+  # loss, gradient and its norm finite (g = 1e18 in float32), but w - 1e21 g = -inf in one
+  # leaf only
+  def objective(p, s, b, k):
+    return 1e18 * p["big"] + jnp.sum(p["small"] ** 2), s
+
+  start = {"big": jnp.asarray(0.0), "small": jnp.ones(3)}
+  result = train.fit(objective, start, optimizers.sgd(1e21), key=jax.random.key(10),
+                     steps=5)
+  assert bool(result.diverged) and int(result.diverged_at) == 0
+  assert float(result.params["big"]) == 0.0  # frozen before the step
+  np.testing.assert_array_equal(result.params["small"], 1.0)
+  assert np.isnan(np.asarray(result.history["loss"][1:])).all()
+
+
 def test_learning_rate_history_follows_the_schedule(moons, params):
   train_set, _ = moons
   sched = schedules.step(0.2, 0.5, 4)
