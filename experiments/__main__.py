@@ -53,12 +53,10 @@ def main(argv: list[str] | None = None) -> int:
   from tqdm.auto import tqdm
 
   bar = tqdm(total=len(names), unit="experiment", disable=None)
-  running = list(names)
-  bar.set_description(", ".join(running[:jobs]))
+  bar.set_description(f"{len(names)} experiments, {jobs} at a time")
   for name, outcome, took in completed(names, args.out, args.quick, jobs):
     outcomes[name], seconds[name] = outcome, took
-    running.remove(name)
-    bar.set_description(", ".join(running[:jobs]) or "report")
+    bar.set_description(f"{name} done")
     bar.update(1)
     held = sum(bool(c.holds) for c in outcome.claims.values())
     tqdm.write(f"{name}: {held} of {len(outcome.claims)} claims confirmed ({took:.1f} s)")

@@ -29,6 +29,7 @@ from jaxnn import train
 
 TITLE = "exact Hessian spectrum against the stochastic Lanczos density, early and late"
 SEEDS = "001, 003"
+COST = 17  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 12, 10)
 CLOSE = 0.25  # the L1 distance below which the densities count as matching
 

@@ -21,6 +21,7 @@ from jaxnn import initializers, plotting
 
 TITLE = "distribution of a neuron's weighted input under N(0, 1) and N(0, 1/n) weights"
 SEEDS = "000"
+COST = 3  # seconds of --quick on 2 cores: parallel runs start the costliest first
 INPUTS = 1000
 SATURATION = 0.99  # |tanh z| above this counts as saturated
 

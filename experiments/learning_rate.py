@@ -28,6 +28,7 @@ from jaxnn import datasets, hessian, losses, optimizers, plotting, sweep, train
 
 TITLE = "small steps are smooth and slow, larger ones bump, too large never converge"
 SEEDS = "000"
+COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (2, 16, 16, 2)
 MULTIPLES = (0.1, 0.9, 1.5, 20.0)  # of 2/λmax at the start
 SEED_LRS = (0.001, 0.01)  # on the summed loss, as in the seed

@@ -21,6 +21,7 @@ from jaxnn import datasets, losses, optimizers, plotting, spectral, sweep, train
 
 TITLE = "largest stable learning rate of a vmapped sweep against 2/λmax"
 SEEDS = "001 + sweeps"
+COST = 15  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 32, 10)
 
 

@@ -31,6 +31,7 @@ from jaxnn import datasets, losses, normalization, optimizers, plotting, sweep, 
 
 TITLE = "normalisation (data, batch, layer) against none on badly scaled inputs"
 SEEDS = "001, 002"
+COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 64, 10)
 
 

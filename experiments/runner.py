@@ -60,9 +60,11 @@ def completed(names: list[str], out: Path, quick: bool,
     for name in names:
       yield (name, *run_one(name, out / name, quick))
     return
+  # the costliest first, so that no process is left with a long one at the end
+  order = sorted(names, key=lambda n: -getattr(EXPERIMENTS[n], "COST", 1))
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
-    futures = {pool.submit(run_one, name, out / name, quick): name for name in names}
+    futures = {pool.submit(run_one, name, out / name, quick): name for name in order}
     try:
       for future in concurrent.futures.as_completed(futures):
         yield (futures[future], *future.result())

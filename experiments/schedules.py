@@ -27,6 +27,7 @@ from jaxnn import datasets, losses, optimizers, plotting, schedules, sweep, trai
 
 TITLE = "learning-rate schedules against step, and what they do to training"
 SEEDS = "001, 002"
+COST = 13  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 64, 10)
 ETA0S = (0.25, 0.5, 1.0, 2.0)
 DECAY = 1e-3  # κ of w ← (1 − ηκ)w − η∂L₀/∂w

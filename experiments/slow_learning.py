@@ -20,6 +20,7 @@ from jaxnn import datasets, losses, optimizers, plotting, train
 
 TITLE = "quadratic cost stalls a saturated sigmoid neuron; cross-entropy does not"
 SEEDS = "001"
+COST = 2  # seconds of --quick on 2 cores: parallel runs start the costliest first
 LR = 0.15
 STARTS = {"(w, b) = (0.6, 0.9)": (0.6, 0.9), "(w, b) = (2, 2)": (2.0, 2.0)}
 WINDOW = 50  # epochs in which "slow" is judged

@@ -23,6 +23,7 @@ from jaxnn import datasets, losses, optimizers, plotting, train
 
 TITLE = "zero initialisation keeps every hidden unit identical; random initialisation does not"
 SEEDS = "001, 002"
+COST = 8  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (2, 8, 2)
 EVERY = 10
 

@@ -54,7 +54,7 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import _checks, optimizers
+from jaxnn import _checks, initializers, optimizers
 from jaxnn.base import Array, Params
 
 LossFn = Callable[[Params], Array]
@@ -208,10 +208,10 @@ def _hessian_on_host(loss_fn: LossFn, params: Params, chunk: int, size: int,
       rows = pending
       if k + 1 < len(starts):  # queue the next batch before copying this one
         pending = _hessian_rows(loss_fn, params, jnp.asarray(starts[k + 1]), chunk)
-      finite.append(jnp.all(jnp.isfinite(rows)))
       stop = min(start + chunk, size)
       rows_of_out[start:stop] = np.asarray(rows)[:stop - start]
-  if not bool(jnp.all(jnp.stack(finite))):
+      finite.append(bool(np.isfinite(rows_of_out[start:stop]).all()))
+  if not all(finite):
     raise ValueError(_NOT_FINITE)
   return out
 
@@ -700,14 +700,18 @@ def check_rates(loss_fn: LossFn, params_star: Params, lr: float, steps: int = 50
                      f"params_star has {size} parameters")
   dtype = np.dtype(flat_star.dtype)
   eps = float(np.finfo(dtype).eps)
-  norm = float(jnp.linalg.norm(flat_star))
+  host_star = np.asarray(flat_star)
+  norm = float(np.linalg.norm(host_star))
   if perturbation is None:
     perturbation = math.sqrt(eps) * max(1.0, norm) / math.sqrt(size)
   key = jax.random.key(0) if key is None else key
-  signs = jax.random.rademacher(key, (2, size), dtype)
-  basis = jnp.asarray(spec.eigenvectors, dtype)
-  start = flat_star + basis @ (perturbation * signs[0])
-  velocity = basis @ (perturbation * signs[1]) if mu else jnp.zeros_like(start)
+  # ±1 signs from the key; the start is built on the host (no program per problem size)
+  signs = np.where(np.asarray(initializers.standard("uniform", key, (2, size), dtype)) < 0,
+                   -1.0, 1.0).astype(dtype)
+  basis = np.asarray(spec.eigenvectors, dtype)
+  start = jnp.asarray(host_star + basis @ (perturbation * signs[0]))
+  velocity = jnp.asarray(basis @ (perturbation * signs[1]) if mu else np.zeros_like(host_star))
+  basis = jnp.asarray(basis)
   with jax.default_matmul_precision("highest"):
     alpha, grad_norm = _descent_path_jit(loss_fn, params_star, start, velocity, basis,
                                          jnp.asarray(lr, dtype), jnp.asarray(mu, dtype),
@@ -786,18 +790,22 @@ def _value_and_flat_grad(loss_fn: LossFn, params: Params) -> tuple[Array, Array]
   return value, ravel_pytree(grad)[0]
 
 
-def _newton_direction(matrix: Array, grad: Array) -> tuple[Array, bool]:
+def _newton_direction(matrix: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, bool]:
   """(step, H positive definite?). Newton's −H⁻¹g by a Cholesky solve when H is positive
   definite; otherwise the saddle-free step −Σᵢ (uᵢᵀg/|λᵢ|) uᵢ (Dauphin et al. 2014), with
   |λᵢ| ≤ P·ε·max|λ| left out: a descent direction that moves away from saddle points
-  instead of toward them."""
-  factor = jax.scipy.linalg.cho_factor(matrix, lower=True)
-  step = -jax.scipy.linalg.cho_solve(factor, grad)
-  if bool(jnp.all(jnp.isfinite(step))):
-    return step, True
-  lam, u = jnp.linalg.eigh(matrix)
-  tol = lam.shape[0] * jnp.finfo(lam.dtype).eps * jnp.max(jnp.abs(lam))
-  inv = jnp.where(jnp.abs(lam) > tol, 1.0 / jnp.where(lam == 0, 1.0, jnp.abs(lam)), 0.0)
+  instead of toward them. On the host (LAPACK through NumPy): the Newton loop's small
+  dense algebra needs no compiled programs."""
+  try:
+    factor = np.linalg.cholesky(matrix)
+    step = -np.linalg.solve(factor.T, np.linalg.solve(factor, grad))
+    if np.all(np.isfinite(step)):
+      return step, True
+  except np.linalg.LinAlgError:
+    pass
+  lam, u = np.linalg.eigh(matrix)
+  tol = lam.shape[0] * np.finfo(lam.dtype).eps * np.max(np.abs(lam))
+  inv = np.where(np.abs(lam) > tol, 1.0 / np.where(lam == 0, 1.0, np.abs(lam)), 0.0)
   return -(u * inv) @ (u.T @ grad), False
 
 
@@ -834,23 +842,25 @@ def find_minimum(loss_fn: LossFn, params: Params, *, steps: int = 2000, lr: floa
   if steps:
     params = _adam(loss_fn, params, jnp.asarray(lr, dtype), steps)
   flat, unravel = ravel_pytree(params)
-  value, grad = _value_and_flat_grad(loss_fn, params)
-  norm = float(jnp.linalg.norm(grad))
+  flat = np.asarray(flat)
+  value, grad = (np.asarray(a) for a in _value_and_flat_grad(loss_fn, params))
+  norm = float(np.linalg.norm(grad))
   taken = 0
   while taken < newton_steps and norm > gtol and np.isfinite(norm):
-    matrix, _ = hessian_matrix(loss_fn, unravel(flat), max_bytes=max_bytes)
-    direction, convex = _newton_direction(matrix, grad)
+    matrix, _ = hessian_matrix(loss_fn, unravel(jnp.asarray(flat)), max_bytes=max_bytes)
+    direction, convex = _newton_direction(np.asarray(matrix), grad)
     for _ in range(21):
       trial = flat + direction
-      t_value, t_grad = _value_and_flat_grad(loss_fn, unravel(trial))
-      t_norm = float(jnp.linalg.norm(t_grad))
+      t_value, t_grad = (np.asarray(a) for a in _value_and_flat_grad(
+          loss_fn, unravel(jnp.asarray(trial))))
+      t_norm = float(np.linalg.norm(t_grad))
       if t_value < value or (convex and t_norm < norm):
         break
       direction = 0.5 * direction
     else:
       break  # no step along the Newton direction lowers ‖∇E‖: round-off reached
     flat, value, grad, norm, taken = trial, t_value, t_grad, t_norm, taken + 1
-  params = unravel(flat)
+  params = unravel(jnp.asarray(flat))
   spec = spectrum(loss_fn, params, vectors=True, max_bytes=max_bytes)
   converged = norm <= gtol
   where = f"‖∇E‖ = {norm:.3g} after {taken} Newton steps"
