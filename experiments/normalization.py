@@ -50,7 +50,7 @@ def _population_stats(params, x):
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps, count = (60, 10) if quick else (200, 16)
+  steps, count = (40, 10) if quick else (200, 16)
   split = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   raw_train, raw_test = _badly_scaled(jax.random.key(1), *split)
   stats = normalization.fit_standardizer(raw_train.x)

@@ -59,6 +59,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jax_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxnn import _checks, hessian, optimizers, train
@@ -325,9 +326,10 @@ def _dead_inputs(closed_jaxpr: Any) -> list[bool]:
 
 
 @functools.lru_cache(maxsize=16)
-def _check_run(run: Callable, signature: tuple, key_dtype: Any, seeded: bool) -> Any:
-  """Traces ``run`` at one point; returns its output shapes after checking that it returns
-  a FitResult and reads every axis of the grid (cached with the compiled programs)."""
+def _trace_run(run: Callable, signature: tuple, key_dtype: Any) -> tuple[Any, Any]:
+  """``run`` traced once at one point: (its closed jaxpr, its output shapes). The checks
+  read the jaxpr, and the compiled sweep vmaps it rather than tracing ``run`` again (the
+  jaxpr already holds the derivatives: only batching is left to do)."""
   hparams = {n: jax.ShapeDtypeStruct((), d) for n, d in signature}
   key = jax.ShapeDtypeStruct((), key_dtype)
   try:
@@ -342,6 +344,15 @@ def _check_run(run: Callable, signature: tuple, key_dtype: Any, seeded: bool) ->
   if not isinstance(out, train.FitResult):
     raise TypeError(f"run(hparams, key) must return a jaxnn FitResult (from fit), got "
                     f"{type(out).__name__}")
+  return closed, out
+
+
+@functools.lru_cache(maxsize=16)
+def _check_run(run: Callable, signature: tuple, key_dtype: Any, seeded: bool) -> Any:
+  """Returns the output shapes of ``run`` at one point after checking that it returns a
+  FitResult and reads every axis of the grid (cached with the compiled programs)."""
+  closed, out = _trace_run(run, signature, key_dtype)
+  hparams = dict(signature)
   try:
     dead = _dead_inputs(closed)
   except Exception:  # pragma: no cover - a JAX without this internal: skip the check
@@ -381,8 +392,13 @@ def _compiled(run: Callable, devices: tuple, seeded: bool, keep_params: bool,
               signature: tuple, chunk: int, key_dtype: Any) -> Any:
   """The compiled ``jit(vmap(run))`` for chunks of ``chunk`` points, its batch axis split
   over ``devices``; cached, so a repeated sweep of the same run reuses it."""
+  closed, shapes = _trace_run(run, signature, key_dtype)
+  program, tree = jax_core.jaxpr_as_fun(closed), jax.tree.structure(shapes)
+
   def batched(hparams, keys):
-    out = jax.vmap(run, in_axes=(0, 0 if seeded else None))(hparams, keys)
+    args = jax.tree.leaves((hparams, keys))
+    axes = [0] * len(hparams) + [0 if seeded else None] * (len(args) - len(hparams))
+    out = jax.tree.unflatten(tree, jax.vmap(program, in_axes=axes)(*args))
     return out if keep_params else _strip(out)
 
   spread, same = _shardings(devices)

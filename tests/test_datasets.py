@@ -14,6 +14,11 @@ def test_digits_is_the_bundled_set():
   assert y.shape == (1797,) and y.dtype == jnp.int32
   assert float(x.min()) == 0.0 and float(x.max()) == 16.0
   np.testing.assert_array_equal(np.bincount(np.asarray(y)) >= 170, True)  # 10 classes
+  from sklearn.datasets import load_digits  # the file read directly is load_digits' own
+
+  ref = load_digits()
+  np.testing.assert_array_equal(x, ref.data)
+  np.testing.assert_array_equal(y, ref.target)
 
 
 @pytest.mark.parametrize("make,classes", [
