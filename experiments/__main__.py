@@ -1,5 +1,5 @@
-"""``python -m experiments [NAME ...] [--out DIR] [--quick] [--list]``: reproduce the
-course notes' claims with jaxnn.
+"""``python -m experiments [NAME ...] [--out DIR] [--quick] [--jobs N] [--list]``:
+reproduce the course notes' claims with jaxnn.
 
 Run from the repository root. Each experiment writes its figures and ``results.json``
 into ``--out/NAME/``; ``--out/index.html`` shows every figure with what it shows, which
