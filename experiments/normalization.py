@@ -5,8 +5,9 @@ multiplied by s_j = 10^u_j, u_j uniform on [−1.5, 1.5], and shifted by 3s_j, s
 span a factor of 1,000 and no feature is centred. A tanh MLP 64-64-10 then trains four
 ways: on the raw features (none), on re-standardised features (data normalisation,
 μ and σ fitted on the training split), with batch norm on the hidden layer, and with
-layer norm there. Each is a vmapped sweep of 16 learning rates, full-batch gradient
-descent; the largest stable η is the largest at and below which no run fails
+layer norm there. Each is swept over 16 learning rates (none and data normalisation in
+one vmapped sweep, the input an axis of it), full-batch gradient descent; the largest
+stable η is the largest at and below which no run fails
 (:func:`jaxnn.sweep.lr_report`). Large input scales make the first layer's curvature
 large, so plain descent must take tiny steps.
 

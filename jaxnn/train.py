@@ -465,14 +465,11 @@ def _concat(chunks: list, length: int) -> Any:
 def _result(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
   """The :class:`FitResult`, assembled (records joined, evaluation and hook steps picked,
   the final evaluation run) by one compiled program per run configuration rather than
-  op by op."""
-  try:
-    hash(objective)
-  except TypeError:
-    return _assemble(objective, carry, tuple(chunks), done, cfg, eval_data)
-  return _assemble_jit(objective, carry, tuple(chunks), done, cfg, eval_data)
+  op by op (the objective is hashable: ``_runner`` already keys on it)."""
+  return _assemble(objective, carry, tuple(chunks), done, cfg, eval_data)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
 def _assemble(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
   record, evals, hook_records = _concat(list(chunks), done)
   history = {"loss": record.loss, "grad_norm": record.grad_norm, "lr": record.lr}
@@ -489,9 +486,6 @@ def _assemble(objective, carry, chunks, done, cfg, eval_data) -> FitResult:
                                          jax.tree.map(lambda r: r[steps], rec))
   return FitResult(carry.params, carry.state, carry.opt_state, history,
                    carry.diverged_at >= 0, carry.diverged_at)
-
-
-_assemble_jit = jax.jit(_assemble, static_argnums=(0, 3, 4))
 
 
 def _padded_history(chunks: list, done: int, ys_shape: Any, total: int) -> Any:
