@@ -5,12 +5,13 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
 :mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
 :mod:`~jaxnn.sweep`, :mod:`~jaxnn.hessian`, :mod:`~jaxnn.spectral`,
-:mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`.
+:mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
+compile faster, for runs of many small programs).
 """
 
 from jaxnn import (activations, base, checkpoint, datasets, hessian, initializers, losses,
                    model, normalization, optimizers, plotting, schedules, spectral, sweep,
-                   train)
+                   train, xla)
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective
@@ -45,4 +46,5 @@ __all__ = [
     "sweep",
     "train",
     "weight_mask",
+    "xla",
 ]

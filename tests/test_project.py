@@ -52,6 +52,7 @@ def test_public_names():
       jaxnn.spectral: ["hvp", "power_iteration", "lanczos", "top_eigenvalues",
                        "bottom_eigenvalues", "hutchinson_trace", "spectral_density",
                        "lambda_max_min", "gauss_newton", "sharpness_hook"],
+      jaxnn.xla: ["knows_flag", "compile_light_flags"],
   }.items():
     for name in names:
       assert callable(getattr(module, name)), f"{module.__name__}.{name}"
