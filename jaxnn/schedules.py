@@ -129,8 +129,10 @@ def cosine_restarts(eta0: float, period: int, t_mult: float = 1.0,
 def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
   """Triangular cyclic rate: up from η_min to η_max over ``half_period`` steps, back down.
 
-  η_τ = η_min + (η_max − η_min) · max(0, 1 − |τ/h − 2⌊τ/(2h)⌋ − 1|) with h = half_period,
-  i.e. η_min at τ = 0, 2h, 4h, ... and η_max at τ = h, 3h, ...
+  η_τ = η_min + (η_max − η_min) · (1 − |(τ mod 2h)/h − 1|) with h = half_period,
+  i.e. η_min at τ = 0, 2h, 4h, ... and η_max at τ = h, 3h, ... The phase τ mod 2h is
+  taken first (exactly, in the step count's own integer type), so the rate is as accurate
+  at step 10⁷ as at step 1: dividing τ itself by h in float32 would lose the phase.
   """
   _rate("eta_min", eta_min)
   _rate("eta_max", eta_max)
@@ -139,9 +141,8 @@ def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
     raise ValueError(f"eta_min must be at most eta_max={eta_max}, got eta_min={eta_min}")
 
   def schedule(count):
-    tau = jnp.asarray(count, jnp.result_type(float))
-    x = jnp.abs(tau / half_period - 2.0 * jnp.floor(tau / (2.0 * half_period)) - 1.0)
-    return eta_min + (eta_max - eta_min) * jnp.maximum(0.0, 1.0 - x)
+    phase = jnp.mod(jnp.asarray(count), 2 * half_period).astype(jnp.result_type(float))
+    return eta_min + (eta_max - eta_min) * (1.0 - jnp.abs(phase / half_period - 1.0))
 
   return schedule
 

@@ -59,6 +59,15 @@ def test_sgdr_restarts_at_cycle_boundaries():
   assert float(s(8)) == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 6)), rel=1e-5)
 
 
+def test_cyclic_keeps_its_phase_at_late_steps():
+  # float32 holds 10^7 + 3 exactly but not (10^7 + 3)/5: the phase must come first
+  late = np.array([10_000_000, 10_000_003, 10_000_005, 20_000_007])
+  want = [triangle(int(t), 0.01, 0.1, 5) for t in late]
+  s = schedules.cyclic(0.01, 0.1, 5)
+  np.testing.assert_allclose(jax.jit(jax.vmap(s))(jnp.asarray(late, jnp.int32)), want,
+                             rtol=1e-6, atol=1e-8)
+
+
 def test_get_by_name():
   np.testing.assert_allclose(schedules.get("step", eta0=1.0, factor=0.5, every=2)(4), 0.25)
   with pytest.raises(ValueError, match=r"unknown schedule 'warmup'.*'cyclic'"):
