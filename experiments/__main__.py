@@ -11,7 +11,7 @@ CPU core on a CPU-only host; see :mod:`experiments.runner`).
 
 Run as a command, it first adds :func:`jaxnn.xla.compile_light_flags` to ``XLA_FLAGS``
 (the report is hundreds of small programs, and XLA:CPU's legacy loop emitters compile
-them about a third faster, with the same results up to rounding); a flag already in
+them about a quarter faster, with the same results up to rounding); a flag already in
 ``XLA_FLAGS`` is kept, so ``XLA_FLAGS=--xla_cpu_use_fusion_emitters=true`` runs with
 XLA's default emitters. Calling :func:`main` from Python leaves ``XLA_FLAGS`` alone.
 """

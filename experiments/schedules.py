@@ -128,7 +128,8 @@ def _figure(names, steps, rates, loss, per_epoch, eta0s) -> Figure:
     left.plot(steps, rates[k], lw=1.1, label=name)
     right.plot(np.arange(1, epochs + 1), smooth[k], lw=1.1, label=f"{name}, η₀ = {eta0s[k]:g}")
   right.legend(fontsize=7)
-  left.set(xlabel="step τ", ylabel=r"$\eta_\tau\,/\,\eta_0$ (rate over its start)", title="the schedules")
+  left.set(xlabel="step τ", ylabel=r"$\eta_\tau\,/\,\eta_0$ (rate over its start)",
+           title="the schedules")
   left.legend(fontsize=7)
   right.set(yscale="log", xlabel="epoch", ylabel="mean minibatch data loss (log scale)",
             title="training under each schedule")
