@@ -77,7 +77,8 @@ def knows_flag(name: str) -> bool:
 def compile_light_flags(flags: str | None = None, *, lowest_optimization: bool = False) -> str:
   """``flags`` (an ``XLA_FLAGS`` value; None reads as empty) with the faster-compiling
   settings appended: :data:`FUSION_EMITTERS` always, :data:`LOWEST_OPTIMIZATION` too when
-  ``lowest_optimization`` (compiled code runs slower; for test suites).
+  ``lowest_optimization`` (compiled code runs slower; for test suites and passes of
+  brief runs such as ``python -m experiments --quick``).
 
   A flag already named in ``flags`` keeps the user's value; a flag the installed XLA does
   not know (:func:`knows_flag`) is left out, since XLA would abort on it. Set the result

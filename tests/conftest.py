@@ -6,8 +6,8 @@ not speed, so they run with :func:`jaxnn.xla.compile_light_flags` at its lowest 
 optimisation level: no LLVM optimisation passes, which roughly halves compile time, and
 XLA:CPU's legacy loop emitters, which halve it again for the suite's programs
 (tests/test_train.py and tests/test_optimizers.py: 57 s against 29 s). Benchmarks under
-benchmarks/ run with XLA's defaults. A flag you set in XLA_FLAGS yourself is kept. This must run before JAX
-creates its CPU backend (importing jax or jaxnn does not create it).
+benchmarks/ run with XLA's defaults. A flag you set in XLA_FLAGS yourself is kept. This
+must run before JAX creates its CPU backend (importing jax or jaxnn does not create it).
 """
 
 import os
