@@ -5,13 +5,14 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
 :mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
 :mod:`~jaxnn.sweep`, :mod:`~jaxnn.hessian`, :mod:`~jaxnn.spectral`,
+:mod:`~jaxnn.stats` (mean, standard error and paired differences over seeds),
 :mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
 compile faster, for runs of many small programs).
 """
 
 from jaxnn import (activations, base, checkpoint, datasets, hessian, initializers, losses,
-                   model, normalization, optimizers, plotting, schedules, spectral, sweep,
-                   train, xla)
+                   model, normalization, optimizers, plotting, schedules, spectral, stats,
+                   sweep, train, xla)
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective
@@ -43,6 +44,7 @@ __all__ = [
     "plotting",
     "schedules",
     "spectral",
+    "stats",
     "sweep",
     "train",
     "weight_mask",

@@ -8,7 +8,9 @@ the tree on a template (``like``) and checks that the structure, shapes and dtyp
 A write goes to a temporary file in the same folder, is flushed to disk, and is then
 renamed over the target: a crash mid-write leaves the previous checkpoint intact, never a
 half-written file. PRNG key arrays are stored as their raw key data and re-wrapped.
-:func:`write_json` writes results files (``results.json``) the same way.
+:func:`write_json` and :func:`write_text` write results files (``results.json``, a
+report page) the same way; every file written is readable by others as an ordinary new
+file is (0644 under the usual umask).
 
 Example:
   >>> save("run.ckpt", {"w": jnp.ones(3)}, metadata={"step": 10})
@@ -59,12 +61,22 @@ def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) ->
   return _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def _umask() -> int:
+  """The process's file-creation mask (read by setting it and putting it back)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def _atomic_write(path: Path, write: Any) -> Path:
   """Runs ``write(file)`` on a temporary file beside ``path``, flushes it to disk and
-  renames it over ``path``: readers see the old file or the new one, never half of it."""
+  renames it over ``path``: readers see the old file or the new one, never half of it.
+  The file gets the permissions of an ordinary new file (0666 less the umask: 0644 for
+  the usual 022), not the owner-only 0600 of a temporary one."""
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
   try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "wb") as f:
       write(f)
       f.flush()
@@ -95,6 +107,12 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
   """Writes ``plain(data)`` as indented JSON to ``path`` atomically; returns the path."""
   text = json.dumps(plain(data), indent=2) + "\n"
   return _atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+  """Writes ``text`` (UTF-8) to ``path`` atomically, e.g. a report page; returns the path."""
+  data = text.encode()
+  return _atomic_write(Path(path), lambda f: f.write(data))
 
 
 def read_header(path: str | os.PathLike) -> dict:

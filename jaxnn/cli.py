@@ -164,9 +164,12 @@ def _sweep_parser(sub) -> None:
       description="Train an MLP at every point of a product grid of learning rates "
                   "(and momenta, weight decays, dropout rates, seeds), all runs vmapped "
                   "in one compiled program and sharded over the devices (on a CPU, the "
-                  "host split into 8 devices per core). Finds the largest stable η per "
-                  "group and compares it with 2/λmax (2(1+μ)/λmax with momentum) of the "
-                  "exact Hessian at the start. Writes results.json and sweep.png.")
+                  "host split into 8 devices per core). Finds two edges per group: the "
+                  "largest stable η (the loss never rises above its start within the "
+                  "first --window steps), compared with 2/λmax (2(1+μ)/λmax with "
+                  "momentum) of the exact Hessian at the start, and the largest η that "
+                  "still converges (ends below its start). Writes results.json and "
+                  "sweep.png.")
   _data_options(p, "digits")
   _model_options(p, (32,), "relu", "he")
   axes = p.add_argument_group(
@@ -190,6 +193,9 @@ def _sweep_parser(sub) -> None:
   opt.add_argument("--batch-size", type=int, default=0,
                    help="minibatch size; 0 (default) for full-batch gradient descent, "
                         "where 2/λmax is the stability threshold")
+  opt.add_argument("--window", type=int, default=None,
+                   help="steps in which a stable run's loss never rises above its start "
+                        "(default: the whole run)")
   opt.add_argument("--lambda-max", default="auto",
                    help="λmax for the thresholds: a number, 'none', or 'auto' (default): "
                         "the exact Hessian's at the start when the model has at most "
@@ -332,6 +338,9 @@ def sweep_command(args) -> dict:
   for name in ("steps", "seeds"):
     if getattr(args, name) < 1:
       raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+  if args.window is not None and not 1 <= args.window <= args.steps:
+    raise ValueError(f"--window must be between 1 and --steps ({args.steps}), got "
+                     f"{args.window}")
   axes = {"lr": args.lr}
   optimizer = args.optimizer
   if args.momentum is not None:
@@ -377,7 +386,8 @@ def sweep_command(args) -> dict:
                                f"with or without momentum, not {optimizer}")
   result = sweep.sweep(run, grid, key=key, chunk_size=args.chunk_size, keep_params=False,
                        progress=False if args.no_progress else None)
-  report = sweep.lr_report(result, lambda_max, nesterov=optimizer == "nesterov")
+  report = sweep.lr_report(result, lambda_max, nesterov=optimizer == "nesterov",
+                           window=args.window)
   evals = result.runs.history["eval"]
   runs = [{**grid.point(k), "final_loss": float(result.final_loss[k]),
            "diverged": bool(result.diverged[k]), "diverged_at": int(result.diverged_at[k]),
@@ -391,7 +401,7 @@ def sweep_command(args) -> dict:
       "compile_seconds": round(result.compile_seconds, 3),
       "seconds": round(result.seconds, 3),
       "lambda_max": lambda_max, "lambda_max_source": where,
-      "report": report.rows, "runs": runs,
+      "window": report.window, "report": report.rows, "runs": runs,
   }
   args.out.mkdir(parents=True, exist_ok=True)
   checkpoint.write_json(args.out / "results.json", results)
@@ -583,14 +593,16 @@ def _report_sweep(args, results: dict) -> None:
   lam = r["lambda_max"]
   print(f"λmax {lam:.6g}: {r['lambda_max_source']}" if lam is not None
         else f"λmax {r['lambda_max_source']}")
-  print(f"  {'group':<24s} {'largest stable η':>17s} {'first failed η':>15s} "
+  print(f"stable: the loss never rose above its start in the first {r['window']} steps; "
+        f"converging: it ended below its start")
+  print(f"  {'group':<24s} {'stable up to η':>15s} {'converges up to':>16s} "
         f"{'threshold':>10s} {'ratio':>7s} {'best η':>10s} {'best loss':>10s}")
   for row in r["report"]:
     group = ", ".join(f"{_SHORT.get(n, n)}={v:g}" for n, v in row["group"].items()) or "all"
     threshold = f"{row['threshold']:10.4g}" if "threshold" in row else f"{'—':>10s}"
     ratio = f"{row['ratio']:7.3f}" if "ratio" in row else f"{'—':>7s}"
-    print(f"  {group:<24s} {row['largest_stable_lr']:17.4g} "
-          f"{row['smallest_failed_lr']:15.4g} {threshold} {ratio} {row['best_lr']:10.4g} "
+    print(f"  {group:<24s} {row['largest_stable_lr']:15.4g} "
+          f"{row['largest_converging_lr']:16.4g} {threshold} {ratio} {row['best_lr']:10.4g} "
           f"{row['best_loss']:10.4g}")
   print(f"wrote {args.out / 'results.json'} and {args.out / 'sweep.png'}")
 

@@ -74,9 +74,13 @@ def test_sweep_command_writes_results_and_figure(tmp_path, capsys):
   rows = results["report"]
   assert [r["group"] for r in rows] == [{"mu": 0.0}, {"mu": 0.5}]
   assert rows[1]["threshold"] == pytest.approx(3.0 / results["lambda_max"])
+  assert results["window"] == 40  # the whole run by default
+  for row in rows:  # a run that never rose above its start ended below it: stable ≤ converging
+    assert row["largest_stable_lr"] <= row["largest_converging_lr"] or np.isnan(
+        row["largest_stable_lr"])
   assert (out / "sweep.png").stat().st_size > 10_000
   text = capsys.readouterr().out
-  assert "largest stable η" in text and "24 runs" in text
+  assert "stable up to η" in text and "converges up to" in text and "24 runs" in text
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -89,6 +93,7 @@ def test_sweep_command_writes_results_and_figure(tmp_path, capsys):
     (["--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["--lambda-max", "big"], "--lambda-max must be a number, 'auto' or 'none'"),
     (["--devices", "0"], "--devices must be >= 1, got 0"),
+    (["--window", "3"], "--window must be between 1 and --steps (2), got 3"),
 ])
 def test_sweep_bad_options_give_one_line(tmp_path, capsys, argv, message):
   _assert_one_line_error(capsys, ["sweep", "--dataset", "moons", "--n", "40", "--steps", "2",

@@ -355,12 +355,46 @@ def test_lr_report_brackets_the_momentum_threshold():
   gd, heavy = report.rows
   # gradient descent: 2/λmax = 0.5; heavy ball μ = 0.5: 2(1 + μ)/λmax = 0.75
   assert gd["threshold"] == pytest.approx(0.5) and heavy["threshold"] == pytest.approx(0.75)
-  assert (gd["largest_stable_lr"], gd["smallest_failed_lr"]) == (0.45, 0.55)
-  assert (heavy["largest_stable_lr"], heavy["smallest_failed_lr"]) == (0.7, 0.8)
-  assert gd["ratio"] == pytest.approx(0.9) and heavy["ratio"] == pytest.approx(0.7 / 0.75)
+  # gradient descent on a quadratic: both edges sit at the threshold (below it the loss
+  # falls at every step; above it the top direction grows by |1 − ηλmax| > 1 a step)
+  assert (gd["largest_stable_lr"], gd["first_unstable_lr"]) == (0.45, 0.55)
+  assert (gd["largest_converging_lr"], gd["smallest_failed_lr"]) == (0.45, 0.55)
+  # heavy ball converges up to its threshold, but its iterates overshoot on the way: from
+  # η = 0.55 (complex roots of the recurrence) the loss rises above its start and returns
+  assert (heavy["largest_converging_lr"], heavy["smallest_failed_lr"]) == (0.7, 0.8)
+  assert heavy["largest_stable_lr"] == 0.45
+  assert gd["ratio"] == pytest.approx(0.9) and gd["converging_ratio"] == pytest.approx(0.9)
+  assert heavy["converging_ratio"] == pytest.approx(0.7 / 0.75)
   # the lowest final loss has the smallest max_i |1 − ηλ_i|: 0.7 at η = 0.3, 0.8 at 0.45
   assert gd["best_lr"] == 0.3
   assert report.failed[0, 3:].all() and not report.failed[0, :3].any()
+  assert report.window == 300 and report.peak_ratio.shape == (2, 7, 1)
+  np.testing.assert_array_equal(report.peak_ratio[0, :3, 0], 1.0)  # never above the start
+  assert (report.peak_ratio[0, 3:, 0] > 1).all()
+
+
+def test_lr_report_tells_a_run_that_rose_and_came_back_from_a_stable_one():
+  # loss histories made by hand: η = 0.1 falls steadily; η = 0.2 doubles at step 2 and
+  # ends below its start (unstable, yet converging); η = 0.4 ends above its start
+  history = np.array([[1.0, 0.9, 0.8, 0.7, 0.6],
+                      [1.0, 1.5, 2.0, 0.9, 0.5],
+                      [1.0, 3.0, 2.0, 1.5, 1.2]])
+  runs = train.FitResult(None, None, None, {"loss": history}, np.zeros(3, bool),
+                         np.full(3, -1))
+  result = sweep.SweepResult(sweep.grid(lr=[0.1, 0.2, 0.4]), runs, history[:, -1],
+                             np.zeros(3, bool), np.full(3, -1), 0.0, 0.0, 3, 1)
+  row = sweep.lr_report(result, lambda_max=10.0).rows[0]  # 2/λmax = 0.2
+  assert (row["largest_stable_lr"], row["first_unstable_lr"]) == (0.1, 0.2)
+  assert (row["largest_converging_lr"], row["smallest_failed_lr"]) == (0.2, 0.4)
+  assert row["ratio"] == pytest.approx(0.5) and row["converging_ratio"] == pytest.approx(1.0)
+  report = sweep.lr_report(result, window=2)  # the first 2 steps: η = 0.2 rose already
+  assert report.rows[0]["largest_stable_lr"] == 0.1
+  np.testing.assert_allclose(report.peak_ratio[0, :, 0], [1.0, 1.5, 3.0])
+  assert sweep.lr_report(result, window=1).rows[0]["largest_stable_lr"] == 0.4
+  assert sweep.stability_edge([0.1, 0.2], [[True], [True]])[0] != sweep.stability_edge(
+      [0.1, 0.2], [[True], [True]])[0]  # NaN: the smallest η is bad already
+  with pytest.raises(ValueError, match="window must be at most the sweep's 5 recorded"):
+    sweep.lr_report(result, window=6)
 
 
 def test_lr_report_without_lambda_max_and_bad_input(mlp_sweep):

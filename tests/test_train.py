@@ -3,6 +3,8 @@
 import functools
 import json
 import math
+import os
+import stat
 
 import jax
 import jax.numpy as jnp
@@ -271,6 +273,21 @@ def test_write_json_is_plain_json_with_non_finite_numbers_as_strings(tmp_path):
   assert json.loads(path.read_text()) == {"a": 1.5, "2": [3, "nan"], "b": ["inf", "-inf"],
                                           "c": 2.0}
   assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary left
+
+
+def test_written_files_are_readable_like_any_new_file(tmp_path):
+  old = os.umask(0o022)
+  try:
+    for path in (checkpoint.write_json(tmp_path / "r.json", {"a": 1}),
+                 checkpoint.write_text(tmp_path / "index.html", "<p>é</p>"),
+                 checkpoint.save(tmp_path / "c.ckpt", {"w": jnp.ones(2)})):
+      assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    os.umask(0o077)
+    private = checkpoint.write_json(tmp_path / "private.json", {})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600  # the user's umask is honoured
+  finally:
+    os.umask(old)
+  assert (tmp_path / "index.html").read_text() == "<p>é</p>"
 
 
 def test_checkpoint_resume_is_bit_for_bit(moons, params, reference_run, tmp_path):
