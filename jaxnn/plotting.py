@@ -136,14 +136,15 @@ def rate_check(eigenvalues: Any, predicted: Any, observed: Any, *, label: str = 
   ax_rate.plot(lam, pred, "-", color="tab:blue", lw=1.2, label=f"predicted {label}")
   ax_rate.plot(lam, obs, "o", color="tab:orange", ms=3, label="observed (fitted)")
   ax_rate.axhspan(-1, 1, color="tab:green", alpha=0.07, label="|rate| < 1: converges")
-  ax_rate.set(xlabel="eigenvalue λ", ylabel="rate per step")
+  ax_rate.set(xlabel="eigenvalue λ", ylabel="rate per step", title="rate per eigendirection")
   if np.all(lam > 0):
     ax_rate.set_xscale("log")
   ax_rate.legend(fontsize=8)
   gap = np.abs(pred - obs)
   shown = np.isfinite(gap) & (gap > 0)
   ax_gap.plot(lam[shown], gap[shown], "o", ms=3, color="tab:red")
-  ax_gap.set(xlabel="eigenvalue λ", ylabel="|predicted − observed|")
+  ax_gap.set(xlabel="eigenvalue λ", ylabel="|predicted − observed|",
+             title="gap between prediction and observation")
   if shown.any():
     ax_gap.set_yscale("log")
   if np.all(lam > 0):
