@@ -1,16 +1,23 @@
-"""Seed 000: the learning rate sets the step; too small is slow, too large overshoots.
+"""Notes 000: the learning rate sets the step; too small is slow, too large overshoots.
 
-A tanh MLP 2-16-16-2 on 200 two-moons points, full-batch gradient descent. Two views:
+A tanh MLP 2-16-16-2 on 200 two-moons points, full-batch gradient descent, from 5
+initialisations (seeds). Three views:
 
-* the seed's own: the *summed* cross-entropy (the "total loss") at η = 0.001 and 0.01;
+* the notes' own: the *summed* cross-entropy (the "total loss") at η = 0.001 and 0.01;
   the summed loss has n times the gradient of the mean, so these are mean-loss steps of
   0.2 and 2;
-* against the curvature: the mean loss at η = 0.1, 0.9 and 1.5 × 2/λmax, with λmax the
-  exact Hessian's largest eigenvalue at the start (:func:`jaxnn.hessian.spectrum`), and
-  at 20 × 2/λmax, far above it.
+* the notes' "too large never converges", where it is exact: gradient descent on a
+  quadratic diverges for η > 2/λmax and converges below;
+* against the curvature of the network: the mean loss at η = 0.1, 0.9, 1.5 and 20 ×
+  2/λmax, with λmax the exact Hessian's largest eigenvalue of each seed's start
+  (:func:`jaxnn.hessian.spectrum`), and λmax tracked along every run by warm-started
+  power iteration (:func:`jaxnn.spectral.sharpness_hook`). A run is locally stable while
+  ηλmax/2 < 1.
 
-A *bump* is a step at which the loss goes up. A run *fails* when it ends no lower than
-it started (or its loss leaves the finite numbers): it never converges.
+A *bump* is a step at which the loss goes up (by more than 10⁻⁶ of itself: float32
+rounding of the sum is far below). A run *converges* when it ends below its start. A
+*catapult* (Lewkowycz et al. 2020) is named only where it is seen: the loss rises above
+its start while ηλmax/2 > 1, and λmax then falls below 2/η as the loss comes back down.
 """
 
 from __future__ import annotations
@@ -19,28 +26,46 @@ import functools
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import Claim, Figure as Fig, Outcome, unconfirmed
-from jaxnn import datasets, hessian, losses, optimizers, plotting, sweep, train
+from experiments.report import OWN, Claim, Figure as Fig, Outcome, notes, save, tally, vote
+from jaxnn import datasets, hessian, losses, optimizers, spectral, sweep, train
 
 TITLE = "small steps are smooth and slow, larger ones bump, too large never converge"
-SEEDS = "000"
-COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
+NOTES = "000"
+COST = 14  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (2, 16, 16, 2)
-MULTIPLES = (0.1, 0.9, 1.5, 20.0)  # of 2/λmax at the start
-SEED_LRS = (0.001, 0.01)  # on the summed loss, as in the seed
+MULTIPLES = (0.1, 0.9, 1.5, 20.0)  # of 2/λmax at each seed's start
+NOTES_LRS = (0.001, 0.01)  # on the summed loss, as in the notes
+SEEDS = 5
+EVERY = 5  # steps between sharpness measurements
+ABOVE = 1.5  # the multiple above the threshold whose runs are examined
 
 
-def _bumps(loss: np.ndarray) -> int:
-  """Steps at which the loss rose (by more than float rounding)."""
-  return int(np.sum(np.diff(loss) > 1e-6 * np.abs(loss[:-1])))
+def _bumps(loss: np.ndarray) -> np.ndarray:
+  """Steps at which the loss rose by more than 10⁻⁶ of itself, per run (last axis)."""
+  return np.sum(np.diff(loss, axis=-1) > 1e-6 * np.abs(loss[..., :-1]), axis=-1)
 
 
-def _failed(loss: np.ndarray, diverged: bool) -> bool:
-  return bool(diverged) or not np.isfinite(loss[-1]) or loss[-1] >= loss[0]
+def _quadratic_threshold() -> tuple[bool, str]:
+  """Descent on a bowl with λ = 0.5 … 4 at η = 0.95 and 1.05 × 2/λmax, 200 steps: the
+  first converges, the second's error along the top direction grows by 1.1 a step."""
+  with jax.enable_x64(True):
+    bowl = datasets.quadratic_bowl([0.5, 1.0, 2.0, 4.0], key=jax.random.key(3))
+    w0 = bowl.minimizer + 1.0
+    ends = {}
+    for m in (0.95, 1.05):
+      result = train.fit(lambda p, s, b, k: (bowl.loss(p), s), w0,
+                         optimizers.sgd(m * 2 / 4.0), None, key=jax.random.key(0),
+                         steps=200, blowup=1e30)
+      loss = np.asarray(result.history["loss"])
+      ends[m] = float(loss[-1] / loss[0])
+  holds = ends[0.95] < 1e-6 and ends[1.05] > 1e6
+  return holds, (f"E₂₀₀/E₀ = {ends[0.95]:.2g} at 0.95 × 2/λmax, {ends[1.05]:.2g} at "
+                 f"1.05 × 2/λmax")
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
@@ -52,92 +77,199 @@ def run(out: Path, quick: bool = False) -> Outcome:
   mean_objective = train.objective(forward, losses.softmax_cross_entropy)
   summed_objective = train.objective(forward,
                                      lambda a, y: n * losses.softmax_cross_entropy(a, y))
-  params = jaxnn.init_mlp(jax.random.key(1), SIZES)
+  init = lambda key: jaxnn.init_mlp(key, SIZES)  # noqa: E731
+  loss_fn = spectral.objective_loss(mean_objective, {}, data)
+  starts = [init(jax.random.fold_in(jax.random.key(1), s)) for s in range(SEEDS)]
+  lam0 = np.array([float(hessian.spectrum(loss_fn, p, vectors=False).lambda_max)
+                   for p in starts])
+  thresholds = jnp.asarray(2 / lam0)
+  hook = spectral.sharpness_hook(mean_objective, data, every=EVERY, iters=20)
 
-  def mean_loss(p):
-    return mean_objective(p, {}, data, None)[0]
+  def curvature_run(hp, key):
+    """Seed s's start at η = multiple × 2/λmax(start), λmax tracked."""
+    s = hp["seed"]
+    params = init(jax.random.fold_in(jax.random.key(1), s))
+    return train.fit(mean_objective, params, optimizers.sgd(hp["multiple"] * thresholds[s]),
+                     data, key=key, steps=steps, hooks={"sharpness": hook})
 
-  lam_start = float(hessian.spectrum(mean_loss, params, vectors=False).lambda_max)
-  threshold = 2 / lam_start
+  def notes_run(hp, key):
+    params = init(jax.random.fold_in(jax.random.key(1), hp["seed"]))
+    return train.fit(summed_objective, params, optimizers.sgd(hp["lr"]), data, key=key,
+                     steps=steps)
 
-  def sweep_lrs(objective, lrs):
-    """Full-batch descent at every η of ``lrs`` as one vmapped sweep (one compile)."""
-    return sweep.sweep(lambda hp, k: train.fit(objective, params, optimizers.sgd(hp["lr"]),
-                                               data, key=k, steps=steps),
-                       sweep.grid(lr=list(lrs)), key=jax.random.key(2))
+  runs = sweep.sweep(curvature_run, sweep.grid(multiple=list(MULTIPLES), seed=range(SEEDS)),
+                     key=jax.random.key(2))
+  notes_runs = sweep.sweep(notes_run, sweep.grid(lr=list(NOTES_LRS), seed=range(SEEDS)),
+                           key=jax.random.key(2))
+  curves = runs.reshaped(np.asarray(runs.runs.history["loss"]))  # (multiple, seed, step)
+  sharp = runs.reshaped(np.asarray(runs.runs.history["hooks"]["sharpness"].record[
+      "sharpness"]))  # (multiple, seed, calls)
+  sharp_steps = np.asarray(runs.runs.history["hooks"]["sharpness"].step[0])
+  # ηλmax/2 along each run: < 1 is locally stable
+  relative = sharp * np.asarray(MULTIPLES)[:, None, None] / lam0[None, :, None]
+  diverged = runs.reshaped(runs.diverged)
+  notes_curves = notes_runs.reshaped(np.asarray(notes_runs.runs.history["loss"]))
+  numbers = {"steps": steps, "seeds": SEEDS,
+             "λmax at the start, per seed": lam0.tolist(),
+             "2/λmax at the start, per seed": (2 / lam0).tolist()}
 
-  runs = sweep_lrs(mean_objective, [m * threshold for m in MULTIPLES])
-  seed_runs = sweep_lrs(summed_objective, SEED_LRS)
-  curves = dict(zip(MULTIPLES, np.asarray(runs.runs.history["loss"])))
-  seed_curves = dict(zip(SEED_LRS, np.asarray(seed_runs.runs.history["loss"])))
-  bumps = {m: _bumps(c) for m, c in curves.items()}
-  seed_bumps = {lr: _bumps(c) for lr, c in seed_curves.items()}
-  failed = {m: _failed(c, d) for m, c, d in zip(MULTIPLES, curves.values(), runs.diverged)}
-  edge = MULTIPLES[2]
-  edge_params = jax.tree.map(lambda a: a[MULTIPLES.index(edge)], runs.runs.params)
-  lam_end = float(hessian.spectrum(mean_loss, edge_params, vectors=False).lambda_max)
-  peak = int(np.nanargmax(curves[edge]))
+  # the notes' pair on the summed loss
+  small, large = notes_curves
+  bumps_small, bumps_large = _bumps(small), _bumps(large)
+  pair_ok = (bumps_small == 0) & (bumps_large > 0) & (small[:, -1] > large[:, -1])
+  for lr, c in zip(NOTES_LRS, notes_curves):
+    numbers[f"notes' η = {lr:g} (summed loss): bumps per seed"] = _bumps(c).tolist()
+    numbers[f"notes' η = {lr:g} (summed loss): final summed loss per seed"] = c[:, -1].tolist()
 
-  numbers = {"steps": steps, "λmax at the start": lam_start, "2/λmax": threshold}
-  for m, c in curves.items():
-    numbers[f"η = {m:g} × 2/λmax = {m * threshold:.3g}: bumps, final loss"] = [
-        bumps[m], float(c[-1])]
-  for lr, c in seed_curves.items():
-    numbers[f"seed η = {lr:g} (summed loss): bumps, final summed loss"] = [
-        seed_bumps[lr], float(c[-1])]
-  numbers[f"λmax at the end of the {edge:g} × 2/λmax run"] = lam_end
-  ordered = [bumps[m] for m in MULTIPLES[:3]]
+  # the network against its curvature
+  ends = curves[:, :, -1]
+  converged = ~diverged & (ends < curves[:, :, 0])
+  peak_step = np.nanargmax(np.where(np.isfinite(curves), curves, np.inf), axis=2)
+  for m, c, d, r in zip(MULTIPLES, curves, converged, relative):
+    numbers[f"η = {m:g} × 2/λmax: bumps per seed"] = _bumps(c).tolist()
+    numbers[f"η = {m:g} × 2/λmax: final loss per seed"] = c[:, -1].tolist()
+    numbers[f"η = {m:g} × 2/λmax: converged (ended below its start), per seed"] = d.tolist()
+    numbers[f"η = {m:g} × 2/λmax: largest and final ηλmax/2, per seed"] = [
+        np.nanmax(r, axis=1).tolist(), r[:, -1].tolist()]
+  far = MULTIPLES.index(20.0)
+  above = MULTIPLES.index(ABOVE)
+  settled = converged[above] & (relative[above, :, -1] < 1)
+  rose = np.nanmax(curves[above], axis=1) > curves[above, :, 0]
+  catapults = [_catapult(curves[above, s], relative[above, s], sharp_steps)
+               for s in range(SEEDS)]
+  late = _late_spikes(curves[MULTIPLES.index(0.9)], relative[MULTIPLES.index(0.9)],
+                      sharp_steps)
+  numbers[f"η = {ABOVE:g} × 2/λmax: seeds whose loss rose above its start"] = int(rose.sum())
+  numbers[f"η = {ABOVE:g} × 2/λmax: catapults seen (loss above its start while ηλmax/2 "
+          f"> 1, then λmax below 2/η)"] = sum(c is not None for c in catapults)
+
+  quad_ok, quad_evidence = _quadratic_threshold()
+  holds_pair, rule_pair = vote(pair_ok)
+  holds_far, rule_far = vote(~converged[far])
+  holds_above, rule_above = vote(settled)
   claims = {
-      "larger_lr_spikes": Claim(
-          "a larger η makes the loss bump up more often: at the seed's 0.01 against "
-          "0.001, and along 0.1, 0.9, 1.5 × 2/λmax",
-          bool(seed_bumps[0.01] > seed_bumps[0.001] and ordered[0] < ordered[1] < ordered[2]),
-          f"bumps in {steps} steps: seed η 0.001 → {seed_bumps[0.001]}, 0.01 → "
-          f"{seed_bumps[0.01]}; {' → '.join(map(str, ordered))} at 0.1, 0.9, 1.5 × 2/λmax"),
-      "largest_diverges": Claim(
-          f"the largest η ({MULTIPLES[-1]:g} × 2/λmax) never converges: the loss ends no "
-          "lower than it started", failed[MULTIPLES[-1]],
-          f"loss {curves[MULTIPLES[-1]][0]:.3g} at the start, {curves[MULTIPLES[-1]][-1]:.3g} "
-          f"at the end"),
-      "diverges_above_threshold": Claim(
-          f"already at {edge:g} × 2/λmax (above the quadratic threshold) training fails",
-          failed[edge],
-          f"loss {curves[edge][0]:.3g} → {curves[edge][-1]:.3g}, peak {curves[edge][peak]:.3g} "
-          f"at step {peak}; λmax {lam_start:.3g} at the start, {lam_end:.3g} at the end"),
+      "small_smooth_large_bumps": Claim(
+          f"on the summed loss, η = {NOTES_LRS[1]:g} bumps (the loss rises at some steps) "
+          f"while η = {NOTES_LRS[0]:g} never does, and the smaller η ends higher after "
+          f"{steps} steps (it takes more iterations)",
+          notes("000", "Notice that the blue line doesn't have these overshoots, however "
+                       "it takes more iterations to approach the minimum."),
+          rule_pair, holds_pair,
+          f"{tally(pair_ok)}; bumps at η = {NOTES_LRS[0]:g}: {_listed(bumps_small)}, at "
+          f"{NOTES_LRS[1]:g}: {_listed(bumps_large)}; final summed loss "
+          f"{_listed(small[:, -1], '.3g')} against {_listed(large[:, -1], '.3g')}", SEEDS),
+      "too_large_diverges_quadratic": Claim(
+          "too large a step never converges, exactly on a quadratic: gradient descent at "
+          "1.05 × 2/λmax diverges, at 0.95 × 2/λmax it converges",
+          notes("000", "then we consistently overshoot the minima - never converging on "
+                       "the minimum"),
+          "deterministic: an exact quadratic, float64", quad_ok, quad_evidence, 1),
+      "too_large_diverges_network": Claim(
+          f"on the network, η = {MULTIPLES[far]:g} × 2/λmax never converges: its loss ends "
+          "above where it started",
+          notes("000", "then we consistently overshoot the minima - never converging on "
+                       "the minimum"),
+          rule_far, holds_far,
+          f"{tally(~converged[far])}; loss at the start {_listed(curves[far, :, 0], '.3g')}, "
+          f"at the end {_listed(ends[far], '.3g')}", SEEDS),
+      "above_threshold_self_stabilises": Claim(
+          f"just above the quadratic threshold (η = {ABOVE:g} × 2/λmax at the start) the "
+          "network still converges: λmax falls until η is stable again (ηλmax/2 < 1 at "
+          "the end)", OWN, rule_above, holds_above,
+          f"{tally(settled)}; final ηλmax/2 {_listed(relative[above, :, -1], '.2g')}; the "
+          f"loss rose above its start in {tally(rose)}, a catapult (that rise while "
+          f"ηλmax/2 > 1, then λmax below 2/η) in "
+          f"{sum(c is not None for c in catapults)} of {SEEDS}", SEEDS),
   }
-  why = {"diverges_above_threshold": (
-      f"2/λmax is the threshold of a quadratic with fixed curvature. Here the first large "
-      f"steps throw the network to flatter ground: λmax fell from {lam_start:.3g} to "
-      f"{lam_end:.3g}, below 2/η = {2 / (edge * threshold):.3g}, where the same η is "
-      "stable (a catapult), so the run converged after its bumps. The network's edge lies "
-      "further out, between 1.5 and 20 × 2/λmax here.")}
-  plotting.save(_figure(curves, seed_curves, threshold, steps), out / "loss_curves.png")
+  save(_figure(curves, relative, sharp_steps, notes_curves, steps),
+       out / "loss_curves.png")
   return Outcome(
-      TITLE, SEEDS,
-      f"Full-batch gradient descent for {steps} steps from one initialisation; λmax = "
-      f"{lam_start:.3g} at the start, so 2/λmax = {threshold:.3g}. The seed's η = 0.001 "
-      "learns smoothly but slowly, 0.01 bumps and gets lower; near and past the "
-      "threshold the bumps multiply, and far past it the loss never comes down."
-      + unconfirmed(claims, why),
+      TITLE, NOTES,
+      f"Full-batch gradient descent for {steps} steps from {SEEDS} initialisations; λmax "
+      f"at the start is {lam0.min():.3g} to {lam0.max():.3g}, so 2/λmax is "
+      f"{2 / lam0.max():.3g} to {2 / lam0.min():.3g}. The notes' η = 0.001 learns "
+      f"smoothly but slowly, 0.01 bumps and gets lower. Against the curvature: below "
+      f"2/λmax the loss falls, far above it it never comes down. Just above it, at "
+      f"{ABOVE:g} × 2/λmax, λmax does not stay put: ηλmax/2 stays near or above 1 for a "
+      f"while, where the loss bumps, then falls below 1, and the run converges. "
+      + _catapult_account(catapults, rose, sharp_steps) + late,
       numbers, claims,
-      [Fig("loss_curves.png", "Left: the mean cross-entropy against step at η = 0.1, 0.9, "
-           "1.5 and 20 × 2/λmax (log scale). Right: the seed's view, the summed loss at "
-           "η = 0.001 and 0.01. A bump is a step where a curve goes up.")])
+      [Fig("loss_curves.png", "Left: the mean cross-entropy against step at 0.1, 0.9, "
+           "1.5 and 20 × 2/λmax (each seed's own λmax at the start; one line per seed, "
+           "log scale). Middle: ηλmax/2 along the same runs, λmax tracked every "
+           f"{EVERY} steps: above the dashed line at 1 the step is unstable along the top "
+           "eigendirection (the 20 × runs are chaotic and left out). Right: the notes' view, the summed loss at η = 0.001 and 0.01, "
+           "one line per seed.")])
 
 
-def _figure(curves, seed_curves, threshold, steps) -> Figure:
-  fig = Figure(figsize=(11, 3.8), layout="constrained")
-  left, right = fig.subplots(1, 2)
-  for m, c in curves.items():
-    left.plot(c, lw=1.0, label=f"η = {m:g} × 2/λmax = {m * threshold:.3g}")
+def _catapult(loss: np.ndarray, relative: np.ndarray, steps: np.ndarray) -> int | None:
+  """The step at which a run's loss peaked above its start while ηλmax/2 > 1 and after
+  which ηλmax/2 fell below 1, or None when the run shows no such event."""
+  peak = int(np.nanargmax(loss))
+  if not loss[peak] > loss[0]:
+    return None
+  before = relative[steps <= peak]
+  after = relative[steps > peak]
+  if before.size and np.nanmax(before) > 1 and after.size and np.nanmin(after) < 1:
+    return peak
+  return None
+
+
+def _catapult_account(catapults, rose, steps) -> str:
+  seen = [p for p in catapults if p is not None]
+  if seen:
+    return (f"In {len(seen)} of {SEEDS} seeds this is a catapult: the loss peaks above "
+            f"its start (at step {_listed(seen)}) while ηλmax/2 > 1, and λmax then drops "
+            f"below 2/η as the loss comes back down. ")
+  return (f"The loss rose above its start in {int(rose.sum())} of {SEEDS} seeds, but no "
+          "run shows a catapult (a loss spike above the start while ηλmax/2 > 1, "
+          "followed by λmax below 2/η): λmax falls without a spike. ")
+
+
+def _late_spikes(curves: np.ndarray, relative: np.ndarray, steps: np.ndarray) -> str:
+  """A sentence on the runs below the threshold whose loss later jumps to over twice its
+  lowest value so far, and whether ηλmax/2 had reached 1 by then (λmax grew)."""
+  running = np.minimum.accumulate(curves, axis=1)
+  jumps = [np.flatnonzero(c[1:] > 2 * r[:-1]) for c, r in zip(curves, running)]
+  jumped = [(s, int(j[0]) + 1) for s, j in enumerate(jumps) if j.size]
+  if not jumped:
+    return "At 0.9 × 2/λmax no run's loss ever rose to twice its lowest value so far."
+  sharpened = sum(np.nanmax(relative[s, steps <= t + EVERY]) >= 1 for s, t in jumped)
+  return (f"At 0.9 × 2/λmax the loss of {len(jumped)} of {SEEDS} seeds later jumps to over "
+          f"twice its lowest value so far (at step {_listed(t for _, t in jumped)}); in "
+          f"{sharpened} of them λmax had grown by then until ηλmax/2 ≥ 1 (the middle "
+          f"panel), so the step overshoots the top direction there.")
+
+
+def _listed(values, fmt: str = "g") -> str:
+  return ", ".join(format(v, fmt) for v in values)
+
+
+def _figure(curves, relative, sharp_steps, notes_curves, steps) -> Figure:
+  fig = Figure(figsize=(11, 4.2), layout="constrained")
+  left, middle, right = fig.subplots(1, 3)
+  for i, m in enumerate(MULTIPLES):
+    chaotic = m > 2  # far past the threshold: drawn faint, and not in the middle panel
+    for s in range(SEEDS):
+      label = f"{m:g} × 2/λmax" if s == 0 else None
+      left.plot(curves[i, s], color=f"C{i}", lw=0.5 if chaotic else 0.8,
+                alpha=0.35 if chaotic else 0.8, label=label)
+      if not chaotic:
+        middle.plot(sharp_steps, relative[i, s], color=f"C{i}", lw=0.8, alpha=0.8,
+                    label=label)
+  middle.axhline(1.0, color="k", ls="--", lw=1, label="ηλmax/2 = 1")
   left.set(yscale="log", xlabel="step", ylabel="mean cross-entropy (log scale)",
            title="against the sharpness at the start")
-  left.legend(fontsize=8)
-  for lr, c in seed_curves.items():
-    right.plot(c, lw=1.0, label=f"η = {lr:g}")
+  middle.set(yscale="log", xlabel="step", ylabel="ηλmax/2 (log scale)",
+             title="the sharpness along each run")
+  for i, lr in enumerate(NOTES_LRS):
+    for s in range(SEEDS):
+      right.plot(notes_curves[i, s], color=f"C{i + 4}", lw=0.8,
+                 label=f"η = {lr:g}" if s == 0 else None)
   right.set(yscale="log", xlabel="step", ylabel="summed cross-entropy (log scale)",
-            title="the seed's η on the summed loss")
-  right.legend(fontsize=8)
+            title="the notes' η on the summed loss")
+  for ax in (left, middle, right):
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
   fig.suptitle(f"tanh MLP {'-'.join(map(str, SIZES))} on two moons, full-batch gradient "
-               f"descent, {steps} steps (seed 000)")
+               f"descent, {steps} steps, {SEEDS} seeds (notes 000)")
   return fig
