@@ -37,7 +37,7 @@ Options common to every optimiser (keyword-only):
 * ``clip_value`` — clip every entry of g to [−c, c] (``clip``), first.
 
 Every optimiser is wrapped in ``optax.inject_hyperparams``: its numeric hyperparameters
-(lr, mu, ...) live in the optimiser state, ``opt_state.hyperparams``, so they may be
+(lr, mu, the clipping bounds, ...) live in the optimiser state, ``opt_state.hyperparams``, so they may be
 traced values (a sweep vmaps over them) and the learning rate of every step can be read.
 """
 
@@ -129,9 +129,10 @@ def _assemble(lr, *, before_lr=(), after_lr=(), weight_decay=0.0, decoupled=Fals
   return optax.chain(*parts)
 
 
-# Options that fix the chain's structure: Python values, never traced.
-_STATIC = ("decoupled", "clip_norm", "clip_value", "mask", "use_decay", "use_l1",
-           "nesterov")
+# Options that fix the chain's structure: Python values, never traced. (Whether there is
+# clipping is structure too; a clipping bound that is given is a number, and may be
+# traced: clip_norm=None stays out of the numeric hyperparameters.)
+_STATIC = ("decoupled", "mask", "use_decay", "use_l1", "nesterov")
 
 
 def _maybe_nonzero(value: Any) -> bool:

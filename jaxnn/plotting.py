@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import FixedLocator, FormatStrFormatter
 
 
 def _arr(x: Any) -> np.ndarray:
@@ -246,6 +246,15 @@ def lr_sweep(lrs: Any, final_loss: Any, failed: Any, *, labels: Any = None,
   if title:
     ax.set_title(title, fontsize=10)
   return fig
+
+
+def decimal_log_ticks(ax: Any, axis: str = "y") -> None:
+  """Labels a log-scaled axis of ``ax`` with plain decimals (0.5, 1, 2, 3) instead of
+  powers of ten (2×10⁰): for an axis that spans less than about two decades, where the
+  minor ticks carry the labels."""
+  target = ax.yaxis if axis == "y" else ax.xaxis
+  target.set_major_formatter(FormatStrFormatter("%g"))
+  target.set_minor_formatter(FormatStrFormatter("%g"))
 
 
 def layer_colors(n: int) -> list:

@@ -78,7 +78,7 @@ _RANGES = {
     "mu": (0.0, 1.0, False, True), "momentum": (0.0, 1.0, False, True),
     "dropout": (0.0, 1.0, False, True), "weight_decay": (0.0, None, False, False),
     "l1": (0.0, None, False, False), "l2": (0.0, None, False, False),
-    "init_scale": (0.0, None, True, False),
+    "init_scale": (0.0, None, True, False), "clip_norm": (0.0, None, True, False),
 }
 _LR_NAMES = ("lr", "learning_rate")
 _MU_NAMES = ("mu", "momentum")
@@ -167,7 +167,7 @@ def grid(**axes: Any) -> Grid:
   Each axis is a sequence of numbers (a single number is a one-value axis). ``seed`` holds
   ints ≥ 0 and selects the run's key (see the module doc); ``lr``/``learning_rate`` must
   be > 0, ``mu``/``momentum`` and ``dropout`` in [0, 1), ``weight_decay``, ``l1``, ``l2``
-  ≥ 0 and ``init_scale`` > 0. Any other name is any finite value.
+  ≥ 0 and ``init_scale`` and ``clip_norm`` > 0. Any other name is any finite value.
 
   Raises:
     ValueError: no axes, an empty axis, a repeated, non-finite or out-of-range value.

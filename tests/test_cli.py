@@ -164,3 +164,16 @@ def test_plotting_takes_arrays():
   alpha = 1e-3 * pred[None, :] ** np.arange(10)[:, None]
   fig = plotting.direction_decay(alpha, lam, pred, directions=[0, 4])
   assert len(fig.axes[0].lines) == 4  # observed and predicted for each direction
+
+
+def test_decimal_log_ticks_label_a_short_log_axis_plainly():
+  from matplotlib.figure import Figure
+
+  fig = Figure()
+  ax = fig.subplots()
+  ax.plot([1, 2, 3], [0.9, 2.0, 4.5])
+  ax.set_yscale("log")
+  plotting.decimal_log_ticks(ax)
+  fig.canvas.draw()  # the Agg canvas of a bare Figure: labels are formatted on draw
+  labels = [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+  assert "2" in labels and "4" in labels and not any("10" in t for t in labels)

@@ -227,6 +227,24 @@ def test_clipping():
   np.testing.assert_allclose(u["b"], -3.5)
 
 
+def test_clipping_bounds_may_be_traced_and_share_the_update():
+  g = {"w": np.full((3, 2), 3.0, np.float32), "b": np.full(2, 4.0, np.float32)}
+  norm = np.sqrt(6 * 9 + 2 * 16)
+
+  def step(c):
+    opt = optimizers.sgd(1.0, clip_norm=c)
+    return opt.update(g, opt.init(g))[0]["w"]
+
+  bounds = jnp.array([1.0, 2.0, 100.0])  # the last one clips nothing
+  got = jax.jit(jax.vmap(step))(bounds)
+  expected = -3.0 * np.minimum(1.0, np.asarray(bounds) / norm)
+  np.testing.assert_allclose(got[:, 0, 0], expected, rtol=1e-6)
+  # bounds that differ only in value share one update function (one compiled fit)
+  assert optimizers.sgd(0.1, clip_norm=1.0).update is optimizers.sgd(0.3,
+                                                                     clip_norm=5.0).update
+  assert optimizers.sgd(0.1, clip_norm=1.0).update is not optimizers.sgd(0.1).update
+
+
 def test_learning_rate_is_readable_from_the_state():
   opt = optimizers.adam(schedules.step(1.0, 0.5, 2))
   p = {"w": jnp.ones((2, 2))}
