@@ -241,3 +241,31 @@ def test_normalization_functions_directly():
   ln = normalization.layer_norm(a, params["gamma"], params["beta"], delta=1e-8)
   np.testing.assert_allclose(jnp.mean(ln, 1), 0.0, atol=1e-5)
   np.testing.assert_allclose(jnp.var(ln, 1), 1.0, rtol=1e-4)
+
+
+def test_signal_propagation_closed_forms():
+  # ReLU with He's variance 2/M: q stays at M·(2/M)·E[x²] = 2; E[relu(a)] = √(q/2π)
+  relu = jaxnn.model.signal_propagation(5, 100, 2 / 100, "relu")
+  np.testing.assert_allclose(relu.pre_second_moment, 2.0, rtol=1e-6)
+  np.testing.assert_allclose(relu.mean, np.sqrt(2 / (2 * np.pi)), rtol=1e-5)  # h in float32
+  np.testing.assert_allclose(relu.std, np.sqrt(1 - 2 / (2 * np.pi)), rtol=1e-5)
+  # a linear network with LeCun's 1/M keeps every moment; the seed's xavier 1/(3M) divides
+  # q by 3 a layer
+  linear = jaxnn.model.signal_propagation(4, 50, 1 / 50, "identity", input_second_moment=2.0)
+  np.testing.assert_allclose(linear.pre_second_moment, 2.0, rtol=1e-6)
+  xavier = jaxnn.model.signal_propagation(4, 50, 1 / 150, "identity")
+  np.testing.assert_allclose(xavier.pre_second_moment, 3.0 ** -np.arange(1, 5), rtol=1e-6)
+  with pytest.raises(ValueError, match="variance must satisfy"):
+    jaxnn.model.signal_propagation(3, 10, -1.0)
+
+
+def test_signal_propagation_matches_a_wide_tanh_network():
+  width, depth = 1000, 6
+  x = jax.random.normal(jax.random.key(0), (400, width))
+  params = jaxnn.init_mlp(jax.random.key(1), (width,) * (depth + 1) + (10,), init="lecun")
+  measured = jaxnn.hidden_stats(params, x, "tanh")
+  predicted = jaxnn.model.signal_propagation(depth, width, 1 / width, "tanh")
+  # finite width: each layer's second moment averages 1000 units, each ±√(2/M) ≈ 4 %
+  np.testing.assert_allclose(measured.std, predicted.std, rtol=0.02)
+  np.testing.assert_allclose(measured.pre_second_moment, predicted.pre_second_moment,
+                             rtol=0.04)
