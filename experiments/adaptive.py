@@ -66,7 +66,7 @@ def _update_norms() -> train.Hook:
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  bowl_steps, epochs = (100, 3) if quick else (300, 15)
+  bowl_steps, epochs = (100, 2) if quick else (300, 15)
   lrs = sweep.log_range(1e-4, 10.0, 13)
   axis, rotated = (datasets.quadratic_bowl(np.geomspace(1.0, KAPPA, DIM), key=key)
                    for key in (None, jax.random.key(4)))
@@ -101,7 +101,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     return train.fit(objective, params, optimizer, train_set, key=fit_key, epochs=epochs,
                      batch_size=32, state=state, hooks={"step": _update_norms()})
 
-  digit_lrs = sweep.log_range(1e-4, 10.0, 9)
+  digit_lrs = sweep.log_range(1e-4, 10.0, 7 if quick else 9)
   digits = _sweep(on_digits, digit_lrs, jax.random.key(3))
   loss = digits.reshaped(np.asarray(digits.runs.history["loss"]))  # (opt, η, seed, step)
   tail = np.where(digits.reshaped(digits.diverged), np.inf,

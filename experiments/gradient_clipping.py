@@ -55,37 +55,31 @@ CORRUPTED, WRONG_SCALE, SPIKE_LR = 0.01, 100.0, 0.3  # share of images, their sc
 # runs of one model, one per (setting, seed)
 # ---------------------------------------------------------------------------------------
 
-def _runner(model, objective, data, test_set, epochs):
-  """``runs(lrs, clips)``: one run per (setting v, seed s) at step lrs[v, s], clipped at
-  clips[v, s] (0: not clipped), from seed s's init and minibatch order; a sweep over a
-  table of settings, one compiled program."""
+def _runner(model, objective, datasets_, test_set, epochs):
+  """``runs(lr, clip, data=0)``: one run per seed at step lr[s] clipped at clip[s] (0: not
+  clipped) on ``datasets_[data]``, from seed s's init and minibatch order. Every call is
+  a sweep over zipped points through one compiled program."""
+  xs = jnp.stack([d.x for d in datasets_])
+  ys = datasets_[0].y
+
   def one_run(hp, key):
     params, state = model.init(jax.random.fold_in(jax.random.key(1), hp["seed"]))
     clip = jnp.where(hp["clip"] > 0, hp["clip"], jnp.inf)
+    data = (xs[hp["data"].astype(int)], ys)
     return train.fit(objective, params, optimizers.sgd(hp["lr"], clip_norm=clip), data,
                      key=key, epochs=epochs, batch_size=32, state=state)
 
-  def runs(lrs, clips):
-    table = jnp.asarray(np.stack([lrs, clips], -1))  # (settings, seeds, 2)
-
-    def picked(hp, key):
-      v = hp["setting"].astype(int)
-      return one_run({"seed": hp["seed"], "lr": table[v, hp["seed"], 0],
-                      "clip": table[v, hp["seed"], 1]}, key)
-
-    result = sweep.sweep(picked, sweep.grid(setting=range(len(lrs)), seed=range(SEEDS)),
-                         key=jax.random.key(2))
-    loss = result.reshaped(np.asarray(result.runs.history["loss"]))
-    acc = result.reshaped(np.asarray(jax.vmap(objective.evaluate, (0, 0, None))(
-        result.runs.params, result.runs.state, tuple(test_set))["accuracy"]))
-    grad = result.reshaped(np.asarray(result.runs.history["grad_norm"]))
-    diverged = result.reshaped(result.diverged)
+  def runs(lr, clip, data=0):
+    points = sweep.zipped(lr=lr, clip=clip, data=np.full(SEEDS, data), seed=range(SEEDS))
+    result = sweep.sweep(one_run, points, key=jax.random.key(2))
+    loss = np.asarray(result.runs.history["loss"])
+    acc = np.asarray(jax.vmap(objective.evaluate, (0, 0, None))(
+        result.runs.params, result.runs.state, tuple(test_set))["accuracy"])
     with warnings.catch_warnings():  # a diverged run's tail is all NaN: its end is NaN
       warnings.simplefilter("ignore", RuntimeWarning)
-      end = np.nanmean(loss[:, :, -TAIL:], axis=2) / loss[:, :, 0]
-    return [{"loss": loss[v], "grad": grad[v], "accuracy": acc[v],
-             "thrown": diverged[v] | ~(end[v] <= 1), "end": end[v]}
-            for v in range(len(lrs))]
+      end = np.nanmean(loss[:, -TAIL:], axis=1) / loss[:, 0]
+    return {"loss": loss, "grad": np.asarray(result.runs.history["grad_norm"]),
+            "accuracy": acc, "thrown": result.diverged | ~(end <= 1), "end": end}
 
   return runs
 
@@ -106,21 +100,19 @@ def _rare(quick: bool) -> dict:
   """The ReLU network on a split with a few images of the wrong scale."""
   train_set, test_set = _digits()
   rows = int(CORRUPTED * train_set.x.shape[0])
-  x = train_set.x.at[:rows].multiply(WRONG_SCALE)
-  corrupted = datasets.Dataset(x, train_set.y)
+  corrupted = datasets.Dataset(train_set.x.at[:rows].multiply(WRONG_SCALE), train_set.y)
   model = jaxnn.mlp((64, 128, 128, 10), activation="relu", init="he")
   objective = train.objective(model, losses.softmax_cross_entropy)
   epochs = 2 if quick else 5
-  (clean,) = _runner(model, objective, train_set, test_set, epochs)(
-      np.full((1, SEEDS), SPIKE_LR), np.zeros((1, SEEDS)))
+  runs = _runner(model, objective, (train_set, corrupted), test_set, epochs)
+  lr, none = np.full(SEEDS, SPIKE_LR), np.zeros(SEEDS)
+  clean = runs(lr, none, data=0)
   c = np.percentile(clean["grad"], PERCENTILE, axis=1)
-  runs = _runner(model, objective, corrupted, test_set, epochs)
-  unclipped, clipped = runs(np.full((2, SEEDS), SPIKE_LR), np.stack([np.zeros(SEEDS), c]))
+  unclipped, clipped = runs(lr, none, data=1), runs(lr, c, data=1)
   _matched(clipped, SPIKE_LR, c)
-  (control,) = runs(clipped["matched"][None], np.zeros((1, SEEDS)))
+  control = runs(clipped["matched"], none, data=1)
   return {"c": c, "rows": rows, "n": int(train_set.x.shape[0]), "epochs": epochs,
-          "clean": clean, "unclipped": unclipped,
-          "clipped": clipped, "control": control}
+          "clean": clean, "unclipped": unclipped, "clipped": clipped, "control": control}
 
 
 def _deep(quick: bool) -> dict:
@@ -131,15 +123,15 @@ def _deep(quick: bool) -> dict:
   keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(1), s))(jnp.arange(SEEDS))
   layer_norms = np.asarray(jax.jit(jax.vmap(lambda k: train.layer_grad_norms(
       objective, model.init(k)[0], {}, tuple(train_set))))(keys))  # (seeds, layers)
-  epochs = 2 if quick else 5
-  runs = _runner(model, objective, train_set, test_set, epochs)
-  (unclipped,) = runs(np.full((1, SEEDS), LR), np.zeros((1, SEEDS)))
+  epochs = 1 if quick else 5
+  runs = _runner(model, objective, (train_set,), test_set, epochs)
+  lr, small = np.full(SEEDS, LR), np.full(SEEDS, SMALL_CLIP)
+  unclipped = runs(lr, np.zeros(SEEDS))
   c = np.nanpercentile(unclipped["grad"], PERCENTILE, axis=1)
-  small = np.full(SEEDS, SMALL_CLIP)
-  clipped, clipped_small = runs(np.full((2, SEEDS), LR), np.stack([c, small]))
+  clipped, clipped_small = runs(lr, c), runs(lr, small)
   _matched(clipped, LR, c)
   _matched(clipped_small, LR, small)
-  (control,) = runs(clipped_small["matched"][None], np.zeros((1, SEEDS)))
+  control = runs(clipped_small["matched"], np.zeros(SEEDS))
   return {"layer_norms": layer_norms, "c": c, "epochs": epochs, "unclipped": unclipped,
           "clipped": clipped, "clipped small": clipped_small, "control": control}
 

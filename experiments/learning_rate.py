@@ -69,7 +69,7 @@ def _quadratic_threshold() -> tuple[bool, str]:
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps = 200 if quick else 500
+  steps = 150 if quick else 500
   moons = datasets.moons(200, key=jax.random.key(0))
   data = (moons.x, moons.y)
   n = data[0].shape[0]

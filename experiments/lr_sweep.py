@@ -36,7 +36,7 @@ PROBE = (0.9, 1.5, 2.0, 3.0)  # multiples of 2/λmax whose first steps are measu
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps, count = (60, 24) if quick else (200, 64)
+  steps, count = (40, 16) if quick else (200, 64)
   data_key, init_key, fit_key = jax.random.split(jax.random.key(0), 3)
   train_set, _ = datasets.train_test_split(datasets.digits(), key=data_key)
   train_set, _, _ = datasets.standardized(train_set, train_set)
@@ -65,7 +65,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
   step = float(rep.lrs[1] / rep.lrs[0])
 
   # the first WINDOW steps at multiples of each seed's 2/λmax, λmax measured every step
-  hook = spectral.sharpness_hook(objective, (train_set.x, train_set.y), every=1, iters=20)
+  hook = spectral.sharpness_hook(objective, (train_set.x, train_set.y), every=1, iters=10)
   per_seed = jax.numpy.asarray(threshold)
 
   def probe_run(hp, key):

@@ -36,7 +36,7 @@ SEEDS = 5
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  epochs = 60 if quick else 300
+  epochs = 30 if quick else 300
   train_set, test_set = datasets.train_test_split(
       datasets.digits(), key=jax.random.key(0), test_fraction=1 - N_TRAIN / 1797)
   train_set, test_set, _ = datasets.standardized(train_set, test_set)

@@ -53,7 +53,7 @@ def _schedules(total: int) -> dict:
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  epochs = 8 if quick else 80
+  epochs = 4 if quick else 80
   train_set, test_set = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   train_set, test_set, _ = datasets.standardized(train_set, test_set)
   per_epoch = train_set.x.shape[0] // BATCH

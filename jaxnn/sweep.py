@@ -41,6 +41,10 @@ How the K points run:
   ``run`` function again over axes of the same names and chunk size reuses its program
   (new values, no recompilation).
 
+Points may also be given one by one: :func:`zipped` pairs its axes value by value instead
+of multiplying them (a learning rate chosen per seed, say), and every sweep of the same
+``run`` over zipped points of one size reuses its compiled program.
+
 Grid values are concrete, so they are checked before anything is traced: empty axes,
 non-finite or repeated values, learning rates ≤ 0, momenta and dropout rates outside
 [0, 1), negative penalties, negative seeds; and an axis that ``run`` never reads (the
@@ -122,8 +126,9 @@ class Grid(NamedTuple):
     return {name: values[i].item() for (name, values), i in zip(self.axes.items(), index)}
 
 
-def _axis(name: str, values: Any) -> np.ndarray:
-  """One axis's values as a checked 1-D array (a scalar is a one-value axis)."""
+def _axis(name: str, values: Any, distinct: bool = True) -> np.ndarray:
+  """One axis's values as a checked 1-D array (a scalar is a one-value axis); a product
+  grid's axis must not repeat a value (``distinct``)."""
   if isinstance(values, range):
     values = list(values)
   if isinstance(values, (str, bytes)) or values is None:
@@ -154,7 +159,7 @@ def _axis(name: str, values: Any) -> np.ndarray:
                            high_open=high_open)
         except ValueError as e:
           raise ValueError(f"grid axis {name!r}: {e}") from None
-  if len(np.unique(arr)) != arr.size:
+  if distinct and len(np.unique(arr)) != arr.size:
     raise ValueError(f"grid axis {name!r} repeats a value ({arr.tolist()!r}): the repeated "
                      f"runs would change nothing; give distinct values")
   return arr
@@ -178,6 +183,56 @@ def grid(**axes: Any) -> Grid:
   return Grid({name: _axis(name, values) for name, values in axes.items()})
 
 
+class Points(NamedTuple):
+  """Sweep points given one by one: run k takes the k-th value of every axis (the axes
+  are zipped, not multiplied), e.g. a learning rate chosen per seed.
+
+  Fields:
+    axes: name -> 1-D NumPy array of K values (``seed``: int64, the rest float64).
+  """
+  axes: dict
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(self.axes)
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return (self.size,)
+
+  @property
+  def size(self) -> int:
+    return len(next(iter(self.axes.values())))
+
+  def points(self) -> dict[str, np.ndarray]:
+    """name -> array of shape (K,): every point's value of that axis."""
+    return dict(self.axes)
+
+  def point(self, k: int) -> dict[str, float | int]:
+    """The hyperparameters of point ``k`` as Python numbers."""
+    k = _checks.positive_int("k", k, 0)
+    return {name: values[k].item() for name, values in self.axes.items()}
+
+
+def zipped(**axes: Any) -> Points:
+  """Sweep points given one by one, e.g. ``zipped(lr=[0.1, 0.2], seed=[0, 1])`` (2 points:
+  η = 0.1 with seed 0, η = 0.2 with seed 1). Every axis must have the same length K;
+  values are checked as for :func:`grid`, except that they may repeat.
+
+  Raises:
+    ValueError: no axes, axes of different lengths, a non-finite or out-of-range value.
+    TypeError: an axis that is not a sequence of real numbers.
+  """
+  if not axes:
+    raise ValueError("zipped needs at least one axis, e.g. zipped(lr=[0.01, 0.1])")
+  checked = {name: _axis(name, values, distinct=False) for name, values in axes.items()}
+  lengths = {name: len(v) for name, v in checked.items()}
+  if len(set(lengths.values())) != 1:
+    raise ValueError(f"zipped axes must all have the same length (one value per point), "
+                     f"got lengths {lengths}")
+  return Points(checked)
+
+
 def log_range(low: float, high: float, num: int) -> np.ndarray:
   """``num`` log-spaced values from ``low`` to ``high`` inclusive: low·(high/low)^(i/(num−1)).
 
@@ -193,13 +248,13 @@ def log_range(low: float, high: float, num: int) -> np.ndarray:
   return np.geomspace(float(low), float(high), num)
 
 
-def _as_grid(value: Any) -> Grid:
-  if isinstance(value, Grid):
+def _as_grid(value: Any) -> Grid | Points:
+  if isinstance(value, (Grid, Points)):
     return value
   if isinstance(value, Mapping):
     return grid(**value)
-  raise TypeError(f"grid must be a jaxnn.sweep.Grid (from grid(...)) or a dict of axes, "
-                  f"got {type(value).__name__}")
+  raise TypeError(f"grid must be a jaxnn.sweep.Grid (from grid(...)), Points (from "
+                  f"zipped(...)) or a dict of axes, got {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -277,7 +332,7 @@ class SweepResult(NamedTuple):
   """The outcome of :func:`sweep`, every array on the host (NumPy).
 
   Fields:
-    grid: the :class:`Grid`; run k is ``grid.point(k)``.
+    grid: the :class:`Grid` (or :class:`Points`); run k is ``grid.point(k)``.
     runs: the runs' :class:`~jaxnn.train.FitResult`, every leaf stacked on a leading axis
       of K = ``grid.size`` (``runs.history["loss"]`` has shape (K, steps)); ``params``,
       ``state`` and ``opt_state`` are None with ``keep_params=False``.
@@ -425,7 +480,8 @@ def sweep(run: Callable[[dict, PRNGKey], train.FitResult], grid: Grid | Mapping,
   Args:
     run: ``run(hparams, key) -> FitResult``; ``hparams`` maps every axis name to a traced
       scalar (``seed`` as int32, the rest in JAX's default float dtype).
-    grid: a :class:`Grid` from :func:`grid`, or a dict of axes passed to it.
+    grid: a :class:`Grid` from :func:`grid`, or a dict of axes passed to it; or
+      :class:`Points` from :func:`zipped`, one run per point.
     key: PRNG key; the run at a point gets ``fold_in(key, seed)`` with a ``seed`` axis,
       else ``key`` (see the module doc).
     chunk_size: points per compiled call, rounded up to a multiple of the device count;
@@ -615,6 +671,9 @@ def lr_report(result: SweepResult, lambda_max: float | None = None, *,
   if not isinstance(result, SweepResult):
     raise TypeError(f"result must be a SweepResult from sweep or lr_sweep, got "
                     f"{type(result).__name__}")
+  if not isinstance(result.grid, Grid):
+    raise TypeError("lr_report needs a sweep over a product grid (jaxnn.sweep.grid), not "
+                    "zipped points")
   names = result.grid.names
   lr_name = next((n for n in _LR_NAMES if n in names), None)
   if lr_name is None:

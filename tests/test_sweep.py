@@ -121,6 +121,26 @@ def test_sweep_equals_separate_fits(mlp_sweep):
   assert result.devices == len(jax.devices()) and result.compile_seconds > 0
 
 
+def test_zipped_points_are_the_matching_runs_of_the_product(mlp_sweep):
+  # three points of the product grid, given one by one (seed 1 twice: values may repeat)
+  picks = [(0.5, 0.9, 1.0, 1), (3.0, 0.0, 2.0, 1), (0.05, 0.9, 2.0, 0)]
+  points = sweep.zipped(**{n: [p[i] for p in picks]
+                           for i, n in enumerate(("lr", "mu", "init_scale", "seed"))})
+  assert points.size == 3 and points.shape == (3,) and points.point(1)["lr"] == 3.0
+  result = sweep.sweep(mlp_run, points, key=jax.random.key(1), chunk_size=2)
+  product = mlp_sweep.reshaped(mlp_sweep.runs.history["loss"])
+  lrs, mus, scales = [0.05, 0.5, 3.0], [0.0, 0.9], [1.0, 2.0]
+  for k, (lr, mu, scale, seed) in enumerate(picks):
+    want = product[lrs.index(lr), mus.index(mu), scales.index(scale), seed]
+    np.testing.assert_allclose(result.runs.history["loss"][k], want, rtol=1e-9, atol=1e-12)
+  with pytest.raises(TypeError, match="lr_report needs a sweep over a product grid"):
+    sweep.lr_report(result)
+  with pytest.raises(ValueError, match="zipped axes must all have the same length"):
+    sweep.zipped(lr=[0.1, 0.2], seed=[0])
+  with pytest.raises(ValueError, match="grid axis 'lr': lr must satisfy 0.0 < lr"):
+    sweep.zipped(lr=[0.1, -1.0])
+
+
 def test_every_axis_changes_the_runs(mlp_sweep):
   loss = mlp_sweep.reshaped(mlp_sweep.runs.history["loss"])  # (lr, mu, scale, seed, steps)
   assert loss.shape == (3, 2, 2, 2, 40)
