@@ -101,7 +101,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     return train.fit(objective, params, optimizer, train_set, key=fit_key, epochs=epochs,
                      batch_size=32, state=state, hooks={"step": _update_norms()})
 
-  digit_lrs = sweep.log_range(1e-4, 10.0, 7 if quick else 9)
+  digit_lrs = sweep.log_range(1e-4, 10.0, 5 if quick else 9)
   digits = _sweep(on_digits, digit_lrs, jax.random.key(3))
   loss = digits.reshaped(np.asarray(digits.runs.history["loss"]))  # (opt, η, seed, step)
   tail = np.where(digits.reshaped(digits.diverged), np.inf,

@@ -35,7 +35,7 @@ TITLE = "per-layer activations and gradients of a 10-layer net under each initia
 NOTES = "002, 001, 003"
 COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
 DEPTH = 10
-WIDTHS = {False: 500, True: 250}  # the full pass and --quick
+WIDTHS = {False: 500, True: 200}  # the full pass and --quick
 INITS = ("small", "normal", "xavier", "lecun", "glorot", "he")
 ACTIVATIONS = ("tanh", "relu")
 HISTOGRAMS = (("tanh", "small"), ("tanh", "normal"), ("tanh", "lecun"), ("relu", "he"))
@@ -61,23 +61,25 @@ def _activations(params, x, *, act):
 def run(out: Path, quick: bool = False) -> Outcome:
   examples, width = (200 if quick else 1000), WIDTHS[quick]
   sizes = (width,) * (DEPTH + 1) + (10,)
+  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(0), s))(jnp.arange(SEEDS))
+  x, y = jax.jit(jax.vmap(lambda k: (
+      jax.random.normal(jax.random.fold_in(k, 1), (examples, width)),
+      jax.random.randint(jax.random.fold_in(k, 2), (examples,), 0, 10))))(keys)
+  # every seed's weights of one initialiser, stacked; shared by both activations
+  params = {init: jax.tree.map(lambda *w: jnp.stack(w), *[
+      jaxnn.init_mlp(jax.random.fold_in(k, 3), sizes, init=init) for k in keys])
+      for init in INITS}
   stats_, grads, hists = {}, {}, {}
   for act in ACTIVATIONS:
     # one compiled program per activation: the params and data are its arguments
-    measure = jax.jit(functools.partial(_measure, act=act))
+    measure = jax.jit(jax.vmap(functools.partial(_measure, act=act)))
     hidden = jax.jit(functools.partial(_activations, act=act))
     for init in INITS:
-      runs = []
-      for seed in range(SEEDS):
-        key = jax.random.fold_in(jax.random.key(0), seed)
-        x = jax.random.normal(jax.random.fold_in(key, 1), (examples, width))
-        y = jax.random.randint(jax.random.fold_in(key, 2), (examples,), 0, 10)
-        params = jaxnn.init_mlp(jax.random.fold_in(key, 3), sizes, init=init)
-        runs.append(jax.tree.map(np.asarray, measure(params, x, y)))
-        if seed == 0 and (act, init) in HISTOGRAMS:
-          hists[act, init] = np.asarray(hidden(params, x))
-      stats_[act, init] = jax.tree.map(lambda *v: np.stack(v), *[r[0] for r in runs])
-      grads[act, init] = np.stack([r[1] for r in runs])  # (seeds, layers + 1)
+      stats_[act, init], grads[act, init] = jax.tree.map(  # (seeds, layers (+ 1))
+          np.asarray, measure(params[init], x, y))
+      if (act, init) in HISTOGRAMS:
+        hists[act, init] = np.asarray(hidden(jax.tree.map(lambda a: a[0], params[init]),
+                                             x[0]))
   std = {k: s.std for k, s in stats_.items()}  # (seeds, layers)
   numbers = {"inputs": f"{examples} × {width} standard Gaussian, per seed", "depth": DEPTH,
              "width": width, "seeds": SEEDS}
@@ -245,14 +247,16 @@ def _std_figure(stats_, grads, width) -> Figure:
 
 
 def _hist_figure(hists) -> Figure:
-  fig = Figure(figsize=(11, 5.6), layout="constrained")
+  fig = Figure(figsize=(11, 5.6))  # a fixed grid: constrained layout is slow on 40 panels
   axes = fig.subplots(len(hists), DEPTH)
+  fig.subplots_adjust(left=0.05, right=0.99, bottom=0.05, top=0.9, wspace=0.12,
+                      hspace=0.45)
   colors = plotting.layer_colors(DEPTH)
   for r, (row, ((act, init), layers)) in enumerate(zip(axes, hists.items())):
     for l, (ax, h) in enumerate(zip(row, layers)):
       hi = float(np.abs(h).max()) or 1.0
       low = -hi if act == "tanh" else 0.0
-      ax.hist(h, bins=np.linspace(low, hi, 41), color=colors[l])
+      ax.hist(h, bins=np.linspace(low, hi, 41), color=colors[l], histtype="stepfilled")
       ax.set_yticks([])
       ax.set_xticks([])
       ax.set_xlabel(f"±{hi:.2g}" if act == "tanh" else f"0 to {hi:.2g}", fontsize=7)

@@ -61,6 +61,8 @@ def _runner(model, objective, datasets_, test_set, epochs):
   a sweep over zipped points through one compiled program."""
   xs = jnp.stack([d.x for d in datasets_])
   ys = datasets_[0].y
+  accuracy = jax.jit(jax.vmap(lambda p, s: objective.evaluate(p, s, tuple(test_set))[
+      "accuracy"]))
 
   def one_run(hp, key):
     params, state = model.init(jax.random.fold_in(jax.random.key(1), hp["seed"]))
@@ -73,8 +75,7 @@ def _runner(model, objective, datasets_, test_set, epochs):
     points = sweep.zipped(lr=lr, clip=clip, data=np.full(SEEDS, data), seed=range(SEEDS))
     result = sweep.sweep(one_run, points, key=jax.random.key(2))
     loss = np.asarray(result.runs.history["loss"])
-    acc = np.asarray(jax.vmap(objective.evaluate, (0, 0, None))(
-        result.runs.params, result.runs.state, tuple(test_set))["accuracy"])
+    acc = np.asarray(accuracy(result.runs.params, result.runs.state))
     with warnings.catch_warnings():  # a diverged run's tail is all NaN: its end is NaN
       warnings.simplefilter("ignore", RuntimeWarning)
       end = np.nanmean(loss[:, -TAIL:], axis=1) / loss[:, 0]

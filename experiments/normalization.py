@@ -56,7 +56,7 @@ def _population_stats(params, x):
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps, count = (30, 12) if quick else (100, 24)
+  steps, count = (30, 10) if quick else (100, 24)
   split = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   raw_train, raw_test = _badly_scaled(jax.random.key(1), *split)
   bn = _batch_norm_check(raw_train, raw_test, quick)

@@ -81,7 +81,7 @@ def _epochs_to(acc: np.ndarray, record_epochs: float, epochs: int) -> np.ndarray
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  epochs, count = (10, 6) if quick else (30, 10)
+  epochs, count = (8, 5) if quick else (30, 10)
   train_set, test_set = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   train_set, test_set, _ = datasets.standardized(train_set, test_set)
   forward = functools.partial(jaxnn.forward, activation="sigmoid")
