@@ -32,7 +32,7 @@ from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
 TITLE = "SGD, momentum, AdaGrad, RMSProp and Adam on an ill-conditioned quadratic and on digits"
 NOTES = "001"
-COST = 13  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 15  # seconds of --quick on 2 cores: parallel runs start the costliest first
 OPTIMIZERS = {"sgd": {}, "momentum": {"mu": 0.9}, "adagrad": {}, "rmsprop": {}, "adam": {}}
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 SEEDS = 5

@@ -26,7 +26,7 @@ from jaxnn import (datasets, initializers, losses, normalization, optimizers, sp
 
 TITLE = "λmax rises to 2/η and hovers there under full-batch gradient descent"
 NOTES = "beyond the notes (001's 2/λmax threshold)"
-COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 14  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 128, 128, 10)
 LRS = (0.2, 0.3, 0.6)
 EVERY = 25

@@ -40,7 +40,7 @@ from jaxnn import datasets, initializers, losses, optimizers, plotting, sweep, t
 
 TITLE = "gradient clipping at a percentile of ‖g‖, each clipped run beside a matched control"
 NOTES = "003"
-COST = 16  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64,) + (128,) * 10 + (10,)
 SCALE = 3.0
 SEEDS = 5

@@ -30,7 +30,7 @@ from jaxnn import (datasets, hessian, losses, normalization, optimizers, plottin
 
 TITLE = "exact Hessian spectrum against the stochastic Lanczos density, early and late"
 NOTES = "001, 003"
-COST = 17  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 14  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = {False: (64, 12, 10), True: (64, 6, 10)}  # the full pass and --quick
 CLOSE = 0.25  # the L1 distance below which the densities count as matching
 SEEDS = 5

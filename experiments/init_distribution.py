@@ -24,7 +24,7 @@ from jaxnn import initializers
 
 TITLE = "distribution of a neuron's weighted input and of tanh' under N(0, 1) and N(0, 1/n)"
 NOTES = "000"
-COST = 3  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 5  # seconds of --quick on 2 cores: parallel runs start the costliest first
 INPUTS = 1000
 SATURATION = 0.99  # |tanh z| above this counts as saturated
 SEEDS = 5

@@ -36,7 +36,7 @@ from jaxnn import datasets, hessian, losses, optimizers, spectral, sweep, train
 
 TITLE = "small steps are smooth and slow, larger ones bump, too large never converge"
 NOTES = "000"
-COST = 14  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (2, 16, 16, 2)
 MULTIPLES = (0.1, 0.9, 1.5, 20.0)  # of 2/λmax at each seed's start
 NOTES_LRS = (0.001, 0.01)  # on the summed loss, as in the notes

@@ -28,7 +28,7 @@ from jaxnn import datasets, losses, optimizers, spectral, sweep, train
 
 TITLE = "the stable and the converging learning-rate edges of a sweep against 2/λmax"
 NOTES = "001"
-COST = 18  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 32, 10)
 SEEDS = 5
 WINDOW = 20  # steps in which a stable run's loss never rises above its start

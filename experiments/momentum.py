@@ -32,7 +32,7 @@ from jaxnn import datasets, hessian, optimizers, train
 
 TITLE = "momentum: effective rate η/(1 − μ), predicted rates, Polyak's optimum"
 NOTES = "001, 002"
-COST = 7  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 2  # seconds of --quick on 2 cores: parallel runs start the costliest first
 LAMBDAS = (1.0, 50.0)
 START = (-9.0, 1.5)
 TOLERANCE = 1e-6  # ‖w − w*‖ / ‖w₀ − w*‖ the step count is measured at

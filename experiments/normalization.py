@@ -34,7 +34,7 @@ from jaxnn import datasets, losses, normalization, optimizers, stats, sweep, tra
 
 TITLE = "normalisation (data, batch, layer) against none on badly scaled inputs"
 NOTES = "001, 002"
-COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 15  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 64, 10)
 SEEDS = 5
 WINDOW = 20  # steps in which a stable run's loss never rises above its start

@@ -30,7 +30,7 @@ from jaxnn import datasets, losses, optimizers, schedules, stats, sweep, train
 
 TITLE = "learning-rate schedules against step, and what they do to training"
 NOTES = "001, 002"
-COST = 13  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 64, 10)
 ETA0S = {False: (0.25, 0.5, 1.0, 2.0, 4.0), True: (0.5, 1.0, 2.0)}  # full, --quick
 DECAY = 1e-3  # κ of w ← (1 − ηκ)w − η∂L₀/∂w

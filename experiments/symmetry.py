@@ -31,7 +31,7 @@ from jaxnn import datasets, initializers, losses, optimizers, sweep, train
 
 TITLE = "zero initialisation keeps every hidden unit identical; random initialisation does not"
 NOTES = "001, 002"
-COST = 8  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 4  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (2, 8, 2)
 EVERY = 10
 SEEDS = 5

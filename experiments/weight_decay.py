@@ -27,7 +27,7 @@ from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
 TITLE = "L2 shrinks the weights by 1 − ηλ/n per step and narrows the train/test gap"
 NOTES = "000, 002"
-COST = 14  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 10  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 100, 10)
 LAMBDAS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 LR = 0.05
