@@ -416,7 +416,8 @@ def sweep_command(args) -> dict:
       thresholds=thresholds if lambda_max is not None else None,
       threshold_label=f"{rule} at the start",
       title=f"{args.dataset}, {'-'.join(map(str, sizes))} {args.activation}, {optimizer}, "
-            f"{batch}, {args.steps} steps, {args.seeds} seed(s)"), args.out / "sweep.png")
+            f"{batch}, {args.steps} steps, {args.seeds} {'seed' if args.seeds == 1 else 'seeds'}"),
+      args.out / "sweep.png")
   return results
 
 
@@ -587,7 +588,8 @@ def _report_hessian(args, results: dict) -> None:
 
 def _report_sweep(args, results: dict) -> None:
   r = results
-  print(f"{r['points']} runs of {r['parameters']:,} parameters on {r['devices']} device(s), "
+  devices = f"{r['devices']} {'device' if r['devices'] == 1 else 'devices'}"
+  print(f"{r['points']} runs of {r['parameters']:,} parameters on {devices}, "
         f"{r['chunk_size']} per call: compile {r['compile_seconds']:.2f} s, run "
         f"{r['seconds']:.2f} s")
   lam = r["lambda_max"]

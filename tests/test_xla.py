@@ -73,3 +73,21 @@ def test_a_process_started_with_the_flags_computes_as_numpy():
                         text=True, timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip() == "ok"
+
+
+# the tests that check numbers against formulas, closed forms and finite differences
+NUMERICAL = ["tests/test_losses.py", "tests/test_activations.py", "tests/test_schedules.py",
+             "tests/test_optimizers.py", "tests/test_stats.py", "tests/test_hessian.py"]
+
+
+def test_numerical_tests_pass_at_xla_defaults():
+  # the rest of the suite runs at the compile-light flags (conftest.py); results must not
+  # depend on them, so the numerical tests run once more here at XLA's own defaults
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAXNN_XLA_DEFAULTS"] = "1"
+  out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        *NUMERICAL], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=900)
+  assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+  assert " passed" in out.stdout and "failed" not in out.stdout
