@@ -177,8 +177,9 @@ def run(out: Path, quick: bool = False) -> Outcome:
       + unconfirmed(claims),
       numbers, claims,
       [Fig("adaptive.png", "Top: E against step on the axis-aligned (left) and rotated "
-           "(right) quadratic, each optimiser at its best η, median over the starts (log "
-           "scale; curves stop where E reaches 10⁻⁴⁰). Bottom left: the digits training "
+           "(right) quadratic, each optimiser at its best η, median over the starts with "
+           "a band from the lowest to the highest (log scale; curves stop where E reaches "
+           "10⁻⁴⁰). Bottom left: the digits training "
            "loss per epoch at each one's best η, mean over seeds with a band of ± one "
            "standard error. Bottom right: the size of each step ‖Δw‖ on digits, mean per "
            "epoch over seeds: AdaGrad's shrinks by orders of magnitude, RMSProp's stays "
@@ -201,9 +202,12 @@ def _figure(bowl_curves, best_bowl, lrs, picked, per_epoch) -> Figure:
   names = list(OPTIMIZERS)
   for r, ax in enumerate((ax_axis, ax_rot)):
     for i, name in enumerate(names):
-      curve = np.median(bowl_curves[r, i, best_bowl[r, i]], axis=0)
-      curve = np.where(curve > 1e-40, curve, np.nan)
-      ax.plot(curve, lw=1.1, color=f"C{i}", label=f"{name}, η = {lrs[best_bowl[r, i]]:.2g}")
+      runs = np.where(bowl_curves[r, i, best_bowl[r, i]] > 1e-40,
+                      bowl_curves[r, i, best_bowl[r, i]], np.nan)  # (starts, steps)
+      ax.plot(np.median(runs, axis=0), lw=1.1, color=f"C{i}",
+              label=f"{name}, η = {lrs[best_bowl[r, i]]:.2g}")
+      ax.fill_between(np.arange(runs.shape[1]), np.min(runs, axis=0), np.max(runs, axis=0),
+                      color=f"C{i}", alpha=0.2)
     ax.set(yscale="log", xlabel="step", ylabel="E(w) (log scale)",
            title=f"quadratic, κ = {KAPPA:g}, {'rotated' if r else 'axis-aligned'}")
     ax.legend(fontsize=8, loc="lower left" if r else "lower right")

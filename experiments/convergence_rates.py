@@ -159,7 +159,7 @@ def _run(out: Path, quick: bool) -> Outcome:
           + f" for κ = {_listed(KAPPAS)}", 1),
       "steps_grow_with_kappa": Claim(
           "the steps gradient descent needs at η* grow with κ, and equal the closed form "
-          "Eₜ = ½ Σ λᵢαᵢ(0)²(1 − ηλᵢ)^{2t} (±1 step for rounding)",
+          "Eₜ = ½ Σ λᵢαᵢ(0)²(1 − ηλᵢ)²ᵗ (±1 step for rounding)",
           notes("001", "The larger the condition number, the slower will be the "
                        "convergence of gradient descent."), closed,
           bool(counted and grows and all(s > 0 for s in steps["η*"])),

@@ -111,11 +111,11 @@ def run(out: Path, quick: bool = False) -> Outcome:
           "explodes).")}),
       numbers, claims,
       [Fig("mean_std_gradients.png", "The notes' view, per hidden layer, one line per "
-           "initialiser (means over seeds; the spread over seeds is smaller than the "
-           "markers): the activations' mean (left) and standard deviation (middle, log "
+           "initialiser (means over seeds with bars of ± one standard error, mostly "
+           "smaller than the markers): the activations' mean (left) and standard deviation (middle, log "
            "scale; the variance recursion's prediction, dotted, lies under the measured "
            "lines of lecun, glorot, he and xavier), and the gradient norm "
-           "‖∂C/∂W^l‖ (right, log scale; layer 11 is the output), for tanh (top) and ReLU "
+           "‖∂C/∂Wˡ‖ (right, log scale; layer 11 is the output), for tanh (top) and ReLU "
            "(bottom)."),
        Fig("histograms.png", "Histograms of every hidden layer's activations (columns: "
            "layers 1 to 10; each panel has its own horizontal range, printed under it) "
@@ -182,7 +182,7 @@ def _claims(stats_, grads, std, width) -> dict:
       "lecun_follows_the_recursion": Claim(
           "lecun and glorot keep tanh's variance only approximately (tanh is not linear): "
           "the activation std decays slowly layer by layer, as the variance recursion "
-          "q_{l+1} = M·v·E[tanh²(a)], a ~ N(0, q_l), predicts, within "
+          "q′ = M·v·E[tanh²(a)], a ~ N(0, q) from one layer to the next, predicts, within "
           f"{RECURSION:.0%} at every layer",
           notes("002", "In short, we want to maintain the same variance in the output and "
                        "input. Problems: - Assumes linear activation."),
@@ -221,10 +221,11 @@ def _std_figure(stats_, grads, width) -> Figure:
     ax_mean, ax_std, ax_grad = axes[row]
     for i, init in enumerate(INITS):
       s = stats_[act, init]
-      ax_mean.plot(layers, s.mean.mean(axis=0), "o-", ms=3, color=f"C{i}", label=init)
-      ax_std.plot(layers, s.std.mean(axis=0), "o-", ms=3, color=f"C{i}", label=init)
-      ax_grad.plot(np.arange(1, DEPTH + 2), grads[act, init].mean(axis=0), "o-", ms=3,
-                   color=f"C{i}", label=init)
+      for ax, x, values in ((ax_mean, layers, s.mean), (ax_std, layers, s.std),
+                            (ax_grad, np.arange(1, DEPTH + 2), grads[act, init])):
+        m = stats.mean_stderr(values)
+        ax.errorbar(x, m.mean, yerr=m.stderr, fmt="o-", ms=3, capsize=2, color=f"C{i}",
+                    label=init)
       if init in VARIANCES:
         predicted = jaxnn.model.signal_propagation(DEPTH, width, VARIANCES[init] / width,
                                                    act).std

@@ -36,7 +36,7 @@ ITERS = 10
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps = 100 if quick else 1500
+  steps = 60 if quick else 1500
   digits = datasets.digits()
   x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
   data = (x, jax.nn.one_hot(digits.y[:500], 10, dtype=x.dtype))

@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 import jaxnn
 from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, lower, notes,
                                 save, tally, unconfirmed, vote)
-from jaxnn import datasets, initializers, losses, optimizers, plotting, sweep, train
+from jaxnn import datasets, initializers, losses, optimizers, plotting, stats, sweep, train
 
 TITLE = "gradient clipping at a percentile of ‖g‖, each clipped run beside a matched control"
 NOTES = "003"
@@ -230,8 +230,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "diverged)."),
        Fig("deep_network.png", "The deep tanh network. Left: the gradient norm of each "
            "layer at initialisation, one line per seed (log scale), growing towards the "
-           f"input. Right: the training loss at η = {LR:g}, mean over seeds per step (log "
-           "scale): unclipped, clipped at its 90th percentile of ‖g‖ and at c = 1, and "
+           f"input. Right: the training loss at η = {LR:g}, mean over seeds per step with a "
+           "band of ± one standard error (log scale): unclipped, clipped at its 90th percentile of ‖g‖ and at c = 1, and "
            "the control at c = 1's matched effective step (dashed).")])
 
 
@@ -280,8 +280,10 @@ def _deep_figure(deep) -> Figure:
       ("clipped", "C0", "-", f"clipped at its p{PERCENTILE}"),
       ("clipped small", "C2", "-", f"clipped at c = {SMALL_CLIP:g}"),
       ("control", "C2", "--", f"control at c = {SMALL_CLIP:g}'s matched step")):
-    ax_loss.plot(np.nanmean(deep[name]["loss"], axis=0), style, color=color, lw=0.9,
-                 label=label)
+    s = stats.mean_stderr(deep[name]["loss"])
+    ax_loss.plot(s.mean, style, color=color, lw=0.9, label=label)
+    ax_loss.fill_between(np.arange(s.mean.size), s.mean - s.stderr, s.mean + s.stderr,
+                         color=color, alpha=0.2)
   ax_loss.set(yscale="log", xlabel="step", ylabel="minibatch loss, mean over seeds",
               title=f"training at η = {LR:g}")
   ax_loss.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)

@@ -65,7 +65,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
     std_ok = np.abs(std / predicted - 1) < std_tol
     slope_ok = np.abs(mean_slope - predicted_slope) < SIGMAS * slope_se
     saturated = np.mean(np.abs(np.tanh(z)) > SATURATION, axis=1)
-    shown[label] = (z[0], predicted, float(saturated[0]), predicted_slope)
+    shown[label] = (z[0], predicted, float(saturated[0]), predicted_slope,
+                    (float(std.min()), float(std.max())))
     numbers[f"{label}: std of z per seed (predicted {predicted:.4g})"] = std.tolist()
     numbers[f"{label}: mean tanh'(z) per seed (predicted {predicted_slope:.4g})"] = (
         mean_slope.tolist())
@@ -94,7 +95,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
         f"{tally(slope_ok)}: sample means {mean_slope.min():.3g} to {mean_slope.max():.3g}; "
         f"{saturated.mean():.1%} of units saturated (|tanh z| > {SATURATION})", SEEDS)
   save(_figure(shown), out / "z_histograms.png")
-  (normal, scaled) = (shown[label][3] for label in cases)
+  normal, scaled = (shown[label][3] for label in cases)
   return Outcome(
       TITLE, NOTES,
       f"A neuron with {INPUTS} inputs equal to 1: with standard normal weights the "
@@ -114,11 +115,12 @@ def run(out: Path, quick: bool = False) -> Outcome:
 def _figure(shown: dict) -> Figure:
   fig = Figure(figsize=(11, 4.4), layout="constrained")
   left, right = fig.subplots(1, 2)
-  wide = max(std for _, std, _, _ in shown.values())
-  for (label, (z, std, saturated, slope)), color in zip(shown.items(),
+  wide = max(v[1] for v in shown.values())  # the wider predicted std
+  for (label, (z, std, saturated, slope, spread)), color in zip(shown.items(),
                                                          ("tab:red", "tab:green")):
     left.hist(z, bins=np.linspace(-4 * std, 4 * std, 81), density=True, color=color, alpha=0.5,
-              label=f"{label}: {saturated:.0%} saturated")
+              label=f"{label}: {saturated:.0%} saturated; std {spread[0]:.3g} to "
+                    f"{spread[1]:.3g} over {SEEDS} seeds")
     grid = np.linspace(-4 * wide, 4 * wide, 2000)
     left.plot(grid, np.exp(-0.5 * (grid / std) ** 2) / (std * math.sqrt(2 * math.pi)),
               "--", color=color, lw=1, label=f"N(0, {std:.3g}²) predicted")

@@ -56,7 +56,7 @@ def _population_stats(params, x):
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-  steps, count = (30, 10) if quick else (100, 24)
+  steps, count = (30, 8) if quick else (100, 24)
   split = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
   raw_train, raw_test = _badly_scaled(jax.random.key(1), *split)
   bn = _batch_norm_check(raw_train, raw_test, quick)
@@ -99,7 +99,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
   converging = {n: np.array([sweep.stability_edge(r.lrs, r.failed[g, :, s])[0]
                              for s in range(SEEDS)]) for n, (r, g) in reports.items()}
   step = float(lrs[1] / lrs[0])
-  numbers = {"feature scales": "10^U[−1.5, 1.5], shifted by 3 × scale",
+  numbers = {"feature scales": "10 to the power U[−1.5, 1.5], shifted by 3 × scale",
              "learning rates": f"{count} log-spaced in [1e-4, 100] (× {step:.2f} a step)",
              "steps": steps, "seeds": SEEDS, "window (steps)": WINDOW}
   for name in variants:

@@ -131,9 +131,9 @@ def test_main_job_quick(tmp_path):
 
 
 def test_verdicts_do_not_depend_on_the_xla_flags(tmp_path):
-  # the experiments whose numbers move most with rounding: spreads at rounding level,
-  # loss bumps counted step by step, a chaotic run far past the threshold
-  names = ["symmetry", "learning_rate", "weight_decay"]
+  # the experiments whose numbers move most with rounding: spreads at rounding level, loss
+  # bumps counted step by step, catapults, a chaotic run far past the threshold
+  names = ["symmetry", "learning_rate"]
   light, _ = _run_main_job(tmp_path / "light", "--quick", names=names)
   plain, _ = _run_main_job(tmp_path / "defaults", "--quick", "--xla-defaults", names=names)
   assert "xla_cpu_use_fusion_emitters=false" in light["provenance"]["XLA_FLAGS"]

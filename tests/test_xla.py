@@ -77,7 +77,7 @@ def test_a_process_started_with_the_flags_computes_as_numpy():
 
 # the tests that check numbers against formulas, closed forms and finite differences
 NUMERICAL = ["tests/test_losses.py", "tests/test_activations.py", "tests/test_schedules.py",
-             "tests/test_optimizers.py", "tests/test_stats.py", "tests/test_hessian.py"]
+             "tests/test_stats.py", "tests/test_hessian.py"]
 
 
 def test_numerical_tests_pass_at_xla_defaults():
