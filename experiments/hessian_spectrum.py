@@ -71,7 +71,7 @@ def _run(out: Path, quick: bool) -> Outcome:
   runs = sweep.sweep(one_run, sweep.grid(seed=range(SEEDS)), key=jax.random.key(2))
   kept = runs.runs.history["hooks"]["params"].record  # record k: before step 20k
   names = ("start", "step 20", f"step {steps} (end)")
-  order, probes = (30, 6) if quick else (80, 20)
+  order, probes = (40, 6) if quick else (80, 20)
   results = {}  # (seed, point) -> (spectrum, density, exact, distance)
   for seed in range(SEEDS):
     points = (jax.tree.map(lambda a: a[seed, 0], kept), jax.tree.map(lambda a: a[seed, 1], kept),
