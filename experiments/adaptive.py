@@ -26,7 +26,7 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, notes, save,
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, listed, notes, save,
                                 tally, unconfirmed, vote)
 from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
@@ -159,7 +159,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
                        "become too small."),
           rule_small, holds_small,
           f"{tally(smaller)}; last / first epoch ‖Δw‖: AdaGrad "
-          f"{_listed(shrink['adagrad'])}, RMSProp {_listed(shrink['rmsprop'])}", SEEDS),
+          f"{listed(shrink['adagrad'])}, RMSProp {listed(shrink['rmsprop'])}", SEEDS),
   }
   save(_figure(bowl_curves, best_bowl, lrs, picked, per_epoch), out / "adaptive.png")
   order = sorted(names, key=lambda n: picked[n][1].mean())
@@ -191,9 +191,6 @@ def _late_over_early(steps: np.ndarray, per_epoch: int) -> np.ndarray:
   records no step, left out)."""
   return steps[:, -per_epoch:].mean(axis=1) / steps[:, 1:per_epoch].mean(axis=1)
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _figure(bowl_curves, best_bowl, lrs, picked, per_epoch) -> Figure:

@@ -24,8 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (Claim, Figure as Fig, Outcome, notes, save, tally, unconfirmed,
-                                vote)
+from experiments.report import (Claim, Figure as Fig, Outcome, listed, notes, save, tally,
+                                unconfirmed, vote)
 from jaxnn import datasets, hessian, losses, optimizers, plotting, train
 
 TITLE = "convergence rates 1 − ηλ along Hessian eigendirections, and steps against κ"
@@ -154,19 +154,19 @@ def _run(out: Path, quick: bool) -> Outcome:
           "gradient descent converges fastest at η = 1/λmax",
           notes("001", "The fastest convergence is obtained when …"), closed,
           not any(slower),
-          "steps to reduce E by 10¹⁰ at 1/λmax: " + _listed(steps["1/λmax"])
-          + "; at η* = 2/(λmin + λmax): " + _listed(steps["η*"])
-          + f" for κ = {_listed(KAPPAS)}", 1),
+          "steps to reduce E by 10¹⁰ at 1/λmax: " + listed(steps["1/λmax"], 'g')
+          + "; at η* = 2/(λmin + λmax): " + listed(steps["η*"], 'g')
+          + f" for κ = {listed(KAPPAS, 'g')}", 1),
       "steps_grow_with_kappa": Claim(
           "the steps gradient descent needs at η* grow with κ, and equal the closed form "
           "Eₜ = ½ Σ λᵢαᵢ(0)²(1 − ηλᵢ)²ᵗ (±1 step for rounding)",
           notes("001", "The larger the condition number, the slower will be the "
                        "convergence of gradient descent."), closed,
           bool(counted and grows and all(s > 0 for s in steps["η*"])),
-          f"steps at η* {_listed(steps['η*'])} for κ = {_listed(KAPPAS)}; closed form "
-          f"{_listed(exact['η*'])} (at 1/λmax {_listed(steps['1/λmax'])} against "
-          f"{_listed(exact['1/λmax'])}); bound from the slowest direction "
-          f"{_listed(round(_predicted_steps(k)) for k in KAPPAS)}", 1),
+          f"steps at η* {listed(steps['η*'], 'g')} for κ = {listed(KAPPAS, 'g')}; closed form "
+          f"{listed(exact['η*'], 'g')} (at 1/λmax {listed(steps['1/λmax'], 'g')} against "
+          f"{listed(exact['1/λmax'], 'g')}); bound from the slowest direction "
+          f"{listed([round(_predicted_steps(k)) for k in KAPPAS], 'g')}", 1),
   }
   why = {"fastest_at_1_over_lambda_max": (
       "The notes' η = 1/λmax is fastest along the λmax direction only (rate 0 there), "
@@ -195,9 +195,6 @@ def _run(out: Path, quick: bool) -> Outcome:
            "by 10¹⁰, against the condition number, at η* and at the notes' 1/λmax: "
            "measured (dots) and in closed form (lines).")])
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:g}" for v in values)
 
 
 def _mlp(hidden, quick, seed):

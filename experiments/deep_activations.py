@@ -28,7 +28,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import Claim, Figure as Fig, Outcome, notes, save, tally, unconfirmed, vote
+from experiments.report import (Claim, Figure as Fig, Outcome, listed, notes, save, tally,
+                                unconfirmed, vote)
 from jaxnn import losses, plotting, stats
 
 TITLE = "per-layer activations and gradients of a 10-layer net under each initialisation"
@@ -112,7 +113,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
       numbers, claims,
       [Fig("mean_std_gradients.png", "The notes' view, per hidden layer, one line per "
            "initialiser (means over seeds with bars of ± one standard error, mostly "
-           "smaller than the markers): the activations' mean (left) and standard deviation (middle, log "
+           "smaller than the markers): the activations' mean (left) and standard "
+           "deviation (middle, log "
            "scale; the variance recursion's prediction, dotted, lies under the measured "
            "lines of lecun, glorot, he and xavier), and the gradient norm "
            "‖∂C/∂Wˡ‖ (right, log scale; layer 11 is the output), for tanh (top) and ReLU "
@@ -155,8 +157,8 @@ def _claims(stats_, grads, std, width) -> dict:
           notes("002", "the mean of the layers remains close to zero but the standard "
                        "deviation shrinks progressively"), rules["collapse"][1],
           rules["collapse"][0],
-          f"{tally(collapse)}; std ratio tanh {_listed(small['tanh'])}, ReLU "
-          f"{_listed(small['relu'])}", SEEDS),
+          f"{tally(collapse)}; std ratio tanh {listed(small['tanh'])}, ReLU "
+          f"{listed(small['relu'])}", SEEDS),
       "small_gradients_vanish": Claim(
           "with small weights the gradients vanish: every hidden layer's ‖∂C/∂W‖ is below "
           "10⁻³ of its value under lecun (tanh)",
@@ -170,15 +172,15 @@ def _claims(stats_, grads, std, width) -> dict:
           notes("002", "The neuron becomes saturated. Either we'll get -1 or +1 ."),
           rules["saturated"][1], rules["saturated"][0],
           f"{tally(saturated)}; smallest saturated fraction over layers "
-          f"{_listed(stats_['tanh', 'normal'].saturated.min(axis=1))}", SEEDS),
+          f"{listed(stats_['tanh', 'normal'].saturated.min(axis=1))}", SEEDS),
       "normal_gradients_vanish": Claim(
           "with N(0, 1) weights and tanh the gradients vanish: the first layer's ‖∂C/∂W‖ "
           "is smaller than under lecun",
           notes("002", "When tanh is saturated, the gradients turn to zero"),
           rules["normal"][1], rules["normal"][0],
           f"{tally(normal_vanish)}; first layer's ‖∂C/∂W‖ "
-          f"{_listed(grads['tanh', 'normal'][:, 0])} against lecun's "
-          f"{_listed(grads['tanh', 'lecun'][:, 0])}", SEEDS),
+          f"{listed(grads['tanh', 'normal'][:, 0])} against lecun's "
+          f"{listed(grads['tanh', 'lecun'][:, 0])}", SEEDS),
       "lecun_follows_the_recursion": Claim(
           "lecun and glorot keep tanh's variance only approximately (tanh is not linear): "
           "the activation std decays slowly layer by layer, as the variance recursion "
@@ -188,8 +190,9 @@ def _claims(stats_, grads, std, width) -> dict:
                        "input. Problems: - Assumes linear activation."),
           rules["follows"][1], rules["follows"][0],
           f"{tally(follows)}; largest relative gap to the recursion: lecun "
-          f"{_listed(recursion['lecun'])}, glorot {_listed(recursion['glorot'])}; std at "
-          f"layer {DEPTH} / layer 1: {_listed(std['tanh', 'lecun'][:, -1] / std['tanh', 'lecun'][:, 0])}",
+          f"{listed(recursion['lecun'])}, glorot {listed(recursion['glorot'])}; std at "
+          f"layer {DEPTH} / layer 1: "
+          f"{listed(std['tanh', 'lecun'][:, -1] / std['tanh', 'lecun'][:, 0])}",
           SEEDS),
       "he_holds_relu": Claim(
           "he keeps ReLU pre-activations' E[a²] constant from layer 1 to 10: the ratio's "
@@ -197,20 +200,17 @@ def _claims(stats_, grads, std, width) -> dict:
           notes("001", "The main idea in He initialization is to keep the variance "
                        "constant between layers"),
           f"|mean ratio − 1| < 2 standard errors over {SEEDS} seeds", he_holds,
-          f"E[a²] layer 10 / layer 1 {_listed(he_ratio)}: {he_summary.mean:.3f} ± "
+          f"E[a²] layer 10 / layer 1 {listed(he_ratio)}: {he_summary.mean:.3f} ± "
           f"{he_summary.stderr:.2g}", SEEDS),
       "xavier_shrinks_by_sqrt3": Claim(
           "the notes' xavier U[±1/√M] shrinks tanh activations by 1/√3 = 0.577 a layer "
           f"(within {XAVIER:.0%}: tanh is linear for such small values)",
           notes("001", "Xavier initialization: …"), rules["xavier"][1], rules["xavier"][0],
-          f"{tally(xavier_ok)}; measured {_listed(xavier['tanh'])} a layer for tanh "
-          f"({_listed(xavier['relu'])} for ReLU, against 1/√6 = {1 / math.sqrt(6):.3f})",
+          f"{tally(xavier_ok)}; measured {listed(xavier['tanh'])} a layer for tanh "
+          f"({listed(xavier['relu'])} for ReLU, against 1/√6 = {1 / math.sqrt(6):.3f})",
           SEEDS),
   }
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _std_figure(stats_, grads, width) -> Figure:

@@ -20,7 +20,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import OWN, Claim, Figure as Fig, Outcome, save, tally, unconfirmed, vote
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, listed, save, tally,
+                                unconfirmed, vote)
 from jaxnn import (datasets, initializers, losses, normalization, optimizers, spectral, sweep,
                    train)
 
@@ -74,8 +75,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
       f"training lies within {NEAR:.0%} of 2/η (progressive sharpening to the edge of "
       "stability, Cohen et al. 2021)", OWN,
       f"for each η, {rule}", bool(per_lr.all()),
-      f"λmax {_listed(lam0)} at the start; " + "; ".join(
-          f"η = {lr:g}: {tally(meets[i])}, late medians {_listed(late[i])} against 2/η = "
+      f"λmax {listed(lam0)} at the start; " + "; ".join(
+          f"η = {lr:g}: {tally(meets[i])}, late medians {listed(late[i])} against 2/η = "
           f"{2 / lr:.3g}" for i, lr in enumerate(LRS)), SEEDS)}
   save(_figure(at, sharp, curves, lam0), out / "sharpness.png")
   return Outcome(
@@ -94,9 +95,6 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "line per seed, with 2/η (dashed, same colour). Right: the training loss (log "
            "scale), one line per seed.")])
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _figure(at, sharp, curves, lam0) -> Figure:

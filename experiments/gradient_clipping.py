@@ -34,8 +34,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, lower, notes,
-                                save, tally, unconfirmed, vote)
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, listed, lower,
+                                notes, save, tally, unconfirmed, vote)
 from jaxnn import datasets, initializers, losses, optimizers, plotting, stats, sweep, train
 
 TITLE = "gradient clipping at a percentile of ‖g‖, each clipped run beside a matched control"
@@ -158,7 +158,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
           "layer's",
           notes("003", "Error gradients can accumlate during an update and results in "
                        "large gradinets"), *rules["explode"],
-          f"{tally(explode)}; ‖∂C/∂W¹‖ {_listed(ln[:, 0])}, ‖∂C/∂W¹⁰‖ {_listed(ln[:, -2])}",
+          f"{tally(explode)}; ‖∂C/∂W¹‖ {listed(ln[:, 0])}, ‖∂C/∂W¹⁰‖ {listed(ln[:, -2])}",
           SEEDS),
       "clipping_tames_rare_explosions": Claim(
           "where a few minibatches bring exploding gradients, clipping at the 90th "
@@ -167,13 +167,13 @@ def run(out: Path, quick: bool = False) -> Outcome:
           "matched effective step",
           notes("003", "exploding gradients can make learning unstable. This can be "
                        "avoided by using gradient clipping"), *rules["tamed"],
-          f"held-out accuracy: clipped {_listed(acc['clipped'], '.2f')}, unclipped "
-          f"{_listed(acc['unclipped'], '.2f')}, control {_listed(acc['control'], '.2f')} "
-          f"(η = {_listed(r['clipped']['matched'])}); differences unclipped − clipped "
+          f"held-out accuracy: clipped {listed(acc['clipped'], '.2f')}, unclipped "
+          f"{listed(acc['unclipped'], '.2f')}, control {listed(acc['control'], '.2f')} "
+          f"(η = {listed(r['clipped']['matched'])}); differences unclipped − clipped "
           f"{difference(d_unclipped, 2)}, control − clipped {difference(d_control, 2)}; end "
           f"/ start loss: unclipped {_ends(r['unclipped'])}, clipped {_ends(r['clipped'])} "
-          f"({_listed(r['clipped']['share'], '.0%')} of steps clipped at c = "
-          f"{_listed(r['c'])}), control {_ends(r['control'])}", SEEDS),
+          f"({listed(r['clipped']['share'], '.0%')} of steps clipped at c = "
+          f"{listed(r['c'])}), control {_ends(r['control'])}", SEEDS),
       "clipping_is_no_cure_for_a_large_step": Claim(
           f"clipping the largest 10 % of the gradients does not make a step that is too "
           f"large everywhere stable: the deep tanh network at η = {LR:g} is thrown off "
@@ -186,8 +186,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
           "matched effective step: such clipping works as a smaller step", OWN,
           *rules["smaller"],
           f"{tally(smaller)}; end / start loss: clipped {_ends(d['clipped small'])} "
-          f"({_listed(d['clipped small']['share'], '.0%')} of steps clipped), control at "
-          f"η = {_listed(d['clipped small']['matched'])}: {_ends(d['control'])}", SEEDS),
+          f"({listed(d['clipped small']['share'], '.0%')} of steps clipped), control at "
+          f"η = {listed(d['clipped small']['matched'])}: {_ends(d['control'])}", SEEDS),
   }
   save(_rare_figure(rare), out / "rare_explosions.png")
   save(_deep_figure(deep), out / "deep_network.png")
@@ -213,11 +213,12 @@ def run(out: Path, quick: bool = False) -> Outcome:
       f"the wrong scale, the ReLU network's gradient norm is about "
       f"{np.median(rare['clean']['grad']):.2g} on most minibatches and up to "
       f"{np.nanmax(spikes):.3g} on the few that hold such an image; unclipped, those "
-      f"steps throw it off (held-out accuracy {_listed(rare['unclipped']['accuracy'], '.2f')}), "
+      f"steps throw it off (held-out accuracy {listed(rare['unclipped']['accuracy'], '.2f')}), "
       f"clipped at c = {np.median(rare['c']):.2g} it trains as on the clean split "
-      f"({_listed(rare['clipped']['accuracy'], '.2f')} against "
-      f"{_listed(rare['clean']['accuracy'], '.2f')}), while the control, whose mean step "
-      f"is almost η, is thrown off in {tally(rare['control']['thrown'])}. The deep tanh network at η = "
+      f"({listed(rare['clipped']['accuracy'], '.2f')} against "
+      f"{listed(rare['clean']['accuracy'], '.2f')}), while the control, whose mean step "
+      f"is almost η, is thrown off in {tally(rare['control']['thrown'])}. The deep tanh "
+      f"network at η = "
       f"{LR:g} is different: its step is too large everywhere, not on a few minibatches, "
       "so clipping its top 10 % changes nothing, while clipping every step helps only as "
       "a smaller step would." + unconfirmed(claims),
@@ -231,16 +232,14 @@ def run(out: Path, quick: bool = False) -> Outcome:
        Fig("deep_network.png", "The deep tanh network. Left: the gradient norm of each "
            "layer at initialisation, one line per seed (log scale), growing towards the "
            f"input. Right: the training loss at η = {LR:g}, mean over seeds per step with a "
-           "band of ± one standard error (log scale): unclipped, clipped at its 90th percentile of ‖g‖ and at c = 1, and "
+           "band of ± one standard error (log scale): unclipped, clipped at its 90th "
+           "percentile of ‖g‖ and at c = 1, and "
            "the control at c = 1's matched effective step (dashed).")])
 
 
 def _ends(r: dict) -> str:
   return ", ".join("diverged" if not np.isfinite(v) else f"{v:.2g}" for v in r["end"])
 
-
-def _listed(values, fmt: str = ".3g") -> str:
-  return ", ".join(format(float(v), fmt) for v in values)
 
 
 def _rare_figure(rare) -> Figure:

@@ -24,7 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import OWN, Claim, Figure as Fig, Outcome, save, tally, unconfirmed, vote
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, listed, save, tally,
+                                unconfirmed, vote)
 from jaxnn import (datasets, hessian, losses, normalization, optimizers, plotting, spectral,
                    sweep, train)
 
@@ -109,17 +110,18 @@ def _run(out: Path, quick: bool) -> Outcome:
       "density_matches_exact": Claim(
           f"the stochastic Lanczos density matches the exact one (L1 distance under "
           f"{CLOSE}) at every point of training", OWN, rule_close, holds_close,
-          f"{tally(close)}; largest distance per point {_listed(distances.max(axis=0))} "
+          f"{tally(close)}; largest distance per point {listed(distances.max(axis=0))} "
           f"({order} Lanczos steps, {probes} probes); SLQ's mean eigenvalue within "
           f"{gaps.max():.2g} standard errors of the exact one", SEEDS),
       "negative_eigenvalues_fade": Claim(
           "there are fewer negative eigenvalues at the end of training than early on, and "
           "the most negative one is smaller relative to λmax",
           OWN, rule_fade, holds_fade,
-          f"{tally(fade)}; negative eigenvalues at step 20 {_listed([a.n_negative for a in early], 'd')}, "
-          f"at the end {_listed([e.n_negative for e in end], 'd')}; λmin/λmax at step 20 "
-          f"{_listed([a.lambda_min / a.lambda_max for a in early])}, at the end "
-          f"{_listed([e.lambda_min / e.lambda_max for e in end])}", SEEDS),
+          f"{tally(fade)}; negative eigenvalues at step 20 "
+          f"{listed([a.n_negative for a in early], 'd')}, "
+          f"at the end {listed([e.n_negative for e in end], 'd')}; λmin/λmax at step 20 "
+          f"{listed([a.lambda_min / a.lambda_max for a in early])}, at the end "
+          f"{listed([e.lambda_min / e.lambda_max for e in end])}", SEEDS),
   }
   shown = {name: results[0, name] for name in names}
   save(_figure(shown, order, probes, examples, SIZES[quick]), out / "density.png")
@@ -151,9 +153,6 @@ def _run(out: Path, quick: bool) -> Outcome:
            f"round-off tolerance {last.zero_tol:.1g} of 0, and {bulk.size} positive, from "
            f"{bulk.min():.1g} to λmax = {last.lambda_max:.3g}.")])
 
-
-def _listed(values, fmt: str = ".3g") -> str:
-  return ", ".join(format(v, fmt) for v in values)
 
 
 def _figure(results, order, probes, examples, sizes) -> Figure:

@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import OWN, Claim, Figure as Fig, Outcome, notes, save, tally, vote
+from experiments.report import OWN, Claim, Figure as Fig, Outcome, listed, notes, save, tally, vote
 from jaxnn import datasets, hessian, losses, optimizers, spectral, sweep, train
 
 TITLE = "small steps are smooth and slow, larger ones bump, too large never converge"
@@ -124,7 +124,6 @@ def run(out: Path, quick: bool = False) -> Outcome:
   # the network against its curvature
   ends = curves[:, :, -1]
   converged = ~diverged & (ends < curves[:, :, 0])
-  peak_step = np.nanargmax(np.where(np.isfinite(curves), curves, np.inf), axis=2)
   for m, c, d, r in zip(MULTIPLES, curves, converged, relative):
     numbers[f"η = {m:g} × 2/λmax: bumps per seed"] = _bumps(c).tolist()
     numbers[f"η = {m:g} × 2/λmax: final loss per seed"] = c[:, -1].tolist()
@@ -155,9 +154,9 @@ def run(out: Path, quick: bool = False) -> Outcome:
           notes("000", "Notice that the blue line doesn't have these overshoots, however "
                        "it takes more iterations to approach the minimum."),
           rule_pair, holds_pair,
-          f"{tally(pair_ok)}; bumps at η = {NOTES_LRS[0]:g}: {_listed(bumps_small)}, at "
-          f"{NOTES_LRS[1]:g}: {_listed(bumps_large)}; final summed loss "
-          f"{_listed(small[:, -1], '.3g')} against {_listed(large[:, -1], '.3g')}", SEEDS),
+          f"{tally(pair_ok)}; bumps at η = {NOTES_LRS[0]:g}: {listed(bumps_small, 'g')}, at "
+          f"{NOTES_LRS[1]:g}: {listed(bumps_large, 'g')}; final summed loss "
+          f"{listed(small[:, -1], '.3g')} against {listed(large[:, -1], '.3g')}", SEEDS),
       "too_large_diverges_quadratic": Claim(
           "too large a step never converges, exactly on a quadratic: gradient descent at "
           "1.05 × 2/λmax diverges, at 0.95 × 2/λmax it converges",
@@ -170,13 +169,13 @@ def run(out: Path, quick: bool = False) -> Outcome:
           notes("000", "then we consistently overshoot the minima - never converging on "
                        "the minimum"),
           rule_far, holds_far,
-          f"{tally(~converged[far])}; loss at the start {_listed(curves[far, :, 0], '.3g')}, "
-          f"at the end {_listed(ends[far], '.3g')}", SEEDS),
+          f"{tally(~converged[far])}; loss at the start {listed(curves[far, :, 0], '.3g')}, "
+          f"at the end {listed(ends[far], '.3g')}", SEEDS),
       "above_threshold_self_stabilises": Claim(
           f"just above the quadratic threshold (η = {ABOVE:g} × 2/λmax at the start) the "
           "network still converges: λmax falls until η is stable again (ηλmax/2 < 1 at "
           "the end)", OWN, rule_above, holds_above,
-          f"{tally(settled)}; final ηλmax/2 {_listed(relative[above, :, -1], '.2g')}; the "
+          f"{tally(settled)}; final ηλmax/2 {listed(relative[above, :, -1], '.2g')}; the "
           f"loss rose above its start in {tally(rose)}, a catapult (that rise while "
           f"ηλmax/2 > 1, then λmax below 2/η) in "
           f"{sum(c is not None for c in catapults)} of {SEEDS}", SEEDS),
@@ -198,7 +197,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "1.5 and 20 × 2/λmax (each seed's own λmax at the start; one line per seed, "
            "log scale). Middle: ηλmax/2 along the same runs, λmax tracked every "
            f"{EVERY} steps: above the dashed line at 1 the step is unstable along the top "
-           "eigendirection (the 20 × runs are chaotic and left out). Right: the notes' view, the summed loss at η = 0.001 and 0.01, "
+           "eigendirection (the 20 × runs are chaotic and left out). Right: the notes' "
+           "view, the summed loss at η = 0.001 and 0.01, "
            "one line per seed.")])
 
 
@@ -219,7 +219,7 @@ def _catapult_account(catapults, rose, steps) -> str:
   seen = [p for p in catapults if p is not None]
   if seen:
     return (f"In {len(seen)} of {SEEDS} seeds this is a catapult: the loss peaks above "
-            f"its start (at step {_listed(seen)}) while ηλmax/2 > 1, and λmax then drops "
+            f"its start (at step {listed(seen, 'g')}) while ηλmax/2 > 1, and λmax then drops "
             f"below 2/η as the loss comes back down. ")
   return (f"The loss rose above its start in {int(rose.sum())} of {SEEDS} seeds, but no "
           "run shows a catapult (a loss spike above the start while ηλmax/2 > 1, "
@@ -236,13 +236,10 @@ def _late_spikes(curves: np.ndarray, relative: np.ndarray, steps: np.ndarray) ->
     return "At 0.9 × 2/λmax no run's loss ever rose to twice its lowest value so far."
   sharpened = sum(np.nanmax(relative[s, steps <= t + EVERY]) >= 1 for s, t in jumped)
   return (f"At 0.9 × 2/λmax the loss of {len(jumped)} of {SEEDS} seeds later jumps to over "
-          f"twice its lowest value so far (at step {_listed(t for _, t in jumped)}); in "
+          f"twice its lowest value so far (at step {listed([t for _, t in jumped], 'g')}); in "
           f"{sharpened} of them λmax had grown by then until ηλmax/2 ≥ 1 (the middle "
           f"panel), so the step overshoots the top direction there.")
 
-
-def _listed(values, fmt: str = "g") -> str:
-  return ", ".join(format(v, fmt) for v in values)
 
 
 def _figure(curves, relative, sharp_steps, notes_curves, steps) -> Figure:

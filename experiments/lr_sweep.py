@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (OWN, Claim, Figure as Fig, Outcome, notes, save, tally,
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, listed, notes, save, tally,
                                 unconfirmed, vote)
 from jaxnn import datasets, losses, optimizers, spectral, sweep, train
 
@@ -106,22 +106,22 @@ def run(out: Path, quick: bool = False) -> Outcome:
           "start of training): no run above it ends below its start",
           notes("001", "to ensure convergence we must set …"), rule_must, holds_must,
           f"{tally(must_below)}; the largest converging η is "
-          f"{_listed(converging / threshold, '.2f')} × 2/λmax", SEEDS),
+          f"{listed(converging / threshold, '.2f')} × 2/λmax", SEEDS),
       "threshold_bounds_the_stable_edge": Claim(
           f"below 2/λmax at the start no run's loss rises above its start in the first "
           f"{WINDOW} steps: the stable edge lies at or above the threshold",
           OWN, rule_cons, holds_cons,
-          f"{tally(conservative)}; stable edge / (2/λmax) {_listed(stable / threshold, '.2f')}",
+          f"{tally(conservative)}; stable edge / (2/λmax) {listed(stable / threshold, '.2f')}",
           SEEDS),
   }
   why = {"converges_only_below_threshold": (
       f"2/λmax is the threshold of a quadratic with fixed curvature, derived near a "
       f"minimum. At the start of training the network is far from one, and its curvature "
       f"changes within a few steps: at η = 2 × 2/λmax, ηλmax/2 starts at 2 and falls "
-      f"below 1 after {_listed(settle)} steps (per seed), before the top direction's "
+      f"below 1 after {listed(settle, 'g')} steps (per seed), before the top direction's "
       f"growth can lift the loss above its start. The stable edge lies at "
-      f"{_listed(stable / threshold, '.2g')} × 2/λmax and the converging edge at "
-      f"{_listed(converging / threshold, '.2g')} ×.")}
+      f"{listed(stable / threshold, '.2g')} × 2/λmax and the converging edge at "
+      f"{listed(converging / threshold, '.2g')} ×.")}
   save(_figure(rep, threshold, stable, converging, relative, steps), out / "edges.png")
   return Outcome(
       TITLE, NOTES,
@@ -140,12 +140,10 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "against η; × marks runs that did not end below their start. In both the band "
            "spans 2/λmax at the start over the seeds, and dots mark each seed's stable "
            "(left) and converging (middle) edge. Right: ηλmax/2 over the first "
-           f"{PROBE_STEPS[quick]} steps at {_listed(PROBE)} × 2/λmax, one line per seed: above 1 "
+           f"{PROBE_STEPS[quick]} steps at {listed(PROBE, 'g')} × 2/λmax, one line per seed: "
+           "above 1 "
            "the step overshoots along the top eigendirection.")])
 
-
-def _listed(values, fmt: str = "g") -> str:
-  return ", ".join(format(v, fmt) for v in values)
 
 
 def _figure(rep, threshold, stable, converging, relative, steps) -> Figure:

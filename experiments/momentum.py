@@ -19,7 +19,6 @@ by :func:`jaxnn.hessian.check_rates` (float64).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import jax

@@ -28,8 +28,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (Claim, Figure as Fig, Outcome, difference, notes, save, tally,
-                                unconfirmed, vote)
+from experiments.report import (Claim, Figure as Fig, Outcome, difference, listed, notes, save,
+                                tally, unconfirmed, vote)
 from jaxnn import datasets, losses, normalization, optimizers, stats, sweep, train
 
 TITLE = "normalisation (data, batch, layer) against none on badly scaled inputs"
@@ -197,7 +197,7 @@ def _batch_norm_check(train_set, test_set, quick) -> dict:
   cost = stats.paired_difference(acc_running, acc_pop)
   return {"close": close,
           "evidence": f"{tally(close)}; relative error of the running mean "
-                      f"{_listed(err_mean)}, of the variance {_listed(err_var)}",
+                      f"{listed(err_mean)}, of the variance {listed(err_var)}",
           "summary": (
               f"Batch norm's running averages (α = 0.9, about 10 minibatches) track the "
               f"population statistics to {err_mean.max():.2g} (mean) and "
@@ -216,9 +216,6 @@ def _batch_norm_check(train_set, test_set, quick) -> dict:
                       "batch norm: held-out accuracy with the training split's statistics, "
                       "per seed": acc_pop.tolist()}}
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _figure(reports, curves, best_lr, stable, steps) -> Figure:

@@ -21,8 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, lower, mean_pm,
-                                notes, save, tally, unconfirmed, vote)
+from experiments.report import (OWN, Claim, Figure as Fig, Outcome, difference, listed, lower,
+                                mean_pm, notes, save, tally, unconfirmed, vote)
 from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
 TITLE = "L1 (subgradient and proximal), L2 and dropout on a small digits training set"
@@ -106,15 +106,15 @@ def run(out: Path, quick: bool = False) -> Outcome:
   claims["proximal_l1_exact_zeros"] = Claim(
       "proximal L1 sets weights exactly to 0 (over 10 % of them); the subgradient form "
       "sets almost none (under 1 %)", OWN, rule, holds,
-      f"{tally(exact)}; exact zeros: proximal {_listed(zeros[prox_name])}, subgradient "
-      f"{_listed(zeros[sub_name])}", SEEDS)
+      f"{tally(exact)}; exact zeros: proximal {listed(zeros[prox_name])}, subgradient "
+      f"{listed(zeros[sub_name])}", SEEDS)
   more = small[sub_name] > small[none]
   holds, rule = vote(more)
   claims["subgradient_l1_small_weights"] = Claim(
       f"subgradient L1 leaves more weights below |w| < {SMALL:g} than no regularisation",
       OWN, rule, holds,
-      f"{tally(more)}; fraction below {SMALL:g}: subgradient {_listed(small[sub_name])}, "
-      f"none {_listed(small[none])}", SEEDS)
+      f"{tally(more)}; fraction below {SMALL:g}: subgradient {listed(small[sub_name])}, "
+      f"none {listed(small[none])}", SEEDS)
   save(_figure(names, tr, te, weights[:, 0], n, epochs), out / "regularization.png")
   return Outcome(
       TITLE, NOTES,
@@ -131,9 +131,6 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "over all weight matrices, seed 0, on a log axis (exact zeros are counted in "
            "the legend, since a log axis cannot show them).")])
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:.3g}" for v in values)
 
 
 def _why_dropout(names, tr, te, drop, none) -> str:

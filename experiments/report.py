@@ -99,6 +99,11 @@ def lower(a: Any, b: Any) -> tuple[bool, str, stats.Difference]:
                                         f"errors over {d.n} seeds"), d
 
 
+def listed(values: Any, fmt: str = ".3g") -> str:
+  """"0.1, 0.25, 3": per-seed (or per-setting) numbers in words."""
+  return ", ".join(format(v.item() if hasattr(v, "item") else v, fmt) for v in values)
+
+
 def mean_pm(values: Any, digits: int = 3) -> str:
   """"0.123 ± 0.004": the mean over seeds ± its standard error."""
   s = stats.mean_stderr(values)

@@ -9,8 +9,8 @@ slowly. (Weight decay makes the minimum one where the per-example gradients do n
 vanish; without it the digits are fitted exactly and the noise dies out by itself.)
 Each schedule runs at η₀ = 0.25, 0.5, 1, 2 and 4 (--quick: 0.5, 1, 2) from 5 seeds (init
 and minibatch order) and is compared at its best η₀, chosen by the mean over the seeds, as
-the constant η is: like with like. All runs are one vmapped sweep over a schedule index (picking the schedule
-with ``lax.switch`` inside the compiled step), η₀ and the seed.
+the constant η is: like with like. All runs are one vmapped sweep over a schedule index
+(picking the schedule with ``lax.switch`` inside the compiled step), η₀ and the seed.
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (Claim, Figure as Fig, Outcome, notes, save, tally, unconfirmed,
-                                vote)
+from experiments.report import Claim, Figure as Fig, Outcome, notes, save, tally, unconfirmed, vote
 from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
 TITLE = "softmax + log-likelihood: δ = z − y, and no learning slowdown"

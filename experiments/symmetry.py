@@ -135,8 +135,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "the 8 hidden units against the training step, seed 0: from the zero start the "
            "8 lines lie on top of each other; from a random start they differ. Right: the "
            "spread across units over the distance moved, every seed, log scale: the zero "
-           "start stays near rounding, far below the bound t·ε after t steps (dashed); the random start "
-           "stays of order one.")])
+           "start stays near rounding, far below the bound t·ε after t steps (dashed); the "
+           "random start stays of order one.")])
 
 
 def _figure(steps, fan_in, relative, eps) -> Figure:

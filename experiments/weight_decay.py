@@ -21,7 +21,7 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxnn
-from experiments.report import (Claim, Figure as Fig, Outcome, difference, lower, mean_pm,
+from experiments.report import (Claim, Figure as Fig, Outcome, difference, listed, lower, mean_pm,
                                 notes, save, tally, unconfirmed, vote)
 from jaxnn import datasets, losses, optimizers, stats, sweep, train
 
@@ -122,7 +122,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
           f"at each step from λ to the next, {narrows[0][1]}",
           all(holds for holds, _, _ in narrows),
           "gap (mean ± s.e.) " + ", ".join(f"{mean_pm(g, 2)}" for g in gaps)
-          + f" at λ = {_listed(LAMBDAS)}; paired changes "
+          + f" at λ = {listed(LAMBDAS, 'g')}; paired changes "
           + ", ".join(difference(d, 2) for _, _, d in narrows), SEEDS),
       "weights_shrink": Claim(
           "the final weight norm ‖W‖ falls at every step up the λ grid",
@@ -149,9 +149,6 @@ def run(out: Path, quick: bool = False) -> Outcome:
            "held-out loss against λ, with their gap; right: the same for accuracy (means, "
            "bars ± one standard error).")])
 
-
-def _listed(values) -> str:
-  return ", ".join(f"{v:g}" for v in values)
 
 
 def _band(ax, x, values, **style):

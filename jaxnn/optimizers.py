@@ -37,8 +37,9 @@ Options common to every optimiser (keyword-only):
 * ``clip_value`` — clip every entry of g to [−c, c] (``clip``), first.
 
 Every optimiser is wrapped in ``optax.inject_hyperparams``: its numeric hyperparameters
-(lr, mu, the clipping bounds, ...) live in the optimiser state, ``opt_state.hyperparams``, so they may be
-traced values (a sweep vmaps over them) and the learning rate of every step can be read.
+(lr, mu, the clipping bounds, ...) live in the optimiser state, ``opt_state.hyperparams``,
+so they may be traced values (a sweep vmaps over them) and the learning rate of every
+step can be read.
 """
 
 from __future__ import annotations
