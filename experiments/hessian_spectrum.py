@@ -167,7 +167,7 @@ def _figure(results, order, probes, examples, sizes) -> Figure:
     ax.set_yscale("log", nonpositive="mask")
     ax.set(ylim=(floor, 3 * exact.max()), xlabel="eigenvalue λ",
            ylabel="density (log scale)")
-    ax.set_title(f"{name}: L1 distance {distance:.3f}, {spec.n_negative} λ < 0", fontsize=10)
+    ax.set_title(f"{name}: L1 {distance:.3f}, {spec.n_negative} λ < 0", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
   fig.suptitle(f"Hessian spectral density of a tanh MLP {'-'.join(map(str, sizes))} "
                f"on {examples} digits, seed 0 (notes 001, 003)")

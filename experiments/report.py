@@ -270,8 +270,9 @@ def _number(value: Any) -> str:
     return "—"
   if isinstance(value, float):
     return "none" if math.isnan(value) else f"{value:.4g}"
-  if isinstance(value, (list, tuple)):
-    return ", ".join(_number(v) for v in value)
+  if isinstance(value, (list, tuple)):  # a list of lists: the inner ones apart by "; "
+    nested = any(isinstance(v, (list, tuple)) for v in value)
+    return ("; " if nested else ", ").join(_number(v) for v in value)
   if isinstance(value, dict):
     return "; ".join(f"{k} {_number(v)}" for k, v in value.items())
   return str(value)

@@ -205,5 +205,5 @@ def _figure(lrs, needed, acc, best, epochs, names, record_epochs) -> Figure:
             xlim=(0, min(epochs, 10)),
             title="saturated start, each cost at its best η")
   right.legend(fontsize=8, loc="lower right")
-  fig.suptitle(f"Sigmoid MLP {'-'.join(map(str, SIZES))} on digits (notes 001)")
+  fig.suptitle(f"Sigmoid MLP {'-'.join(map(str, SIZES))} on digits, {SEEDS} seeds (notes 001)")
   return fig

@@ -179,8 +179,8 @@ def _figure(curves, tr, te, gaps, epochs, n) -> Figure:
       ax.errorbar(x, s.mean, yerr=s.stderr, fmt=fmt, ms=4, capsize=2, label=label)
     ax.set_xticks(x, [f"{lam:g}" for lam in LAMBDAS])
     ax.legend(fontsize=8)
-  ax_loss.set(xlabel="λ (one tick per run)", ylabel="cross-entropy", title="the gap narrows")
-  ax_acc.set(xlabel="λ (one tick per run)", ylabel="accuracy", title="accuracy against λ")
+  ax_loss.set(xlabel="λ (one tick per value)", ylabel="cross-entropy", title="the gap narrows")
+  ax_acc.set(xlabel="λ (one tick per value)", ylabel="accuracy", title="accuracy against λ")
   fig.suptitle(f"Weight decay on digits, tanh MLP {'-'.join(map(str, SIZES))}, n = {n}, "
                f"minibatch SGD, {epochs} epochs, {SEEDS} seeds (notes 000, 002)")
   return fig
