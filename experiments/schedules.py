@@ -115,11 +115,9 @@ def run(out: Path, quick: bool = False) -> Outcome:
     k = names.index(name)
     holds, rule, diff = lower(best[k], best[0])
     claims[_key(name)] = Claim(
-        f"{_short(name)}, at its best η₀, ends at a lower training objective "
-        "(loss + weight-decay penalty) than a constant η at its best η₀ (each η₀ chosen "
-        "from the same grid by the mean over seeds)",
-        source,
-        rule, holds,
+        f"{_short(name)} at its best η₀ ends at a lower training objective (loss + "
+        "weight-decay penalty) than a constant η at its best η₀",
+        source, f"{rule}; each η₀ chosen from the same grid by the mean over seeds", holds,
         f"{best[k].mean():.4g} (η₀ = {eta0s[own[k]]:g}) against {best[0].mean():.4g} "
         f"(constant η = {eta0s[own[0]]:g}); paired difference {difference(diff)}", SEEDS)
   steps = np.arange(total)

@@ -612,7 +612,8 @@ class LRReport(NamedTuple):
   *failed* when the divergence guard stopped it or its final training loss is not below
   its first: it never converged. A run can be unstable and still converge (the loss
   rises, the network moves to flatter ground, and the loss comes back down), so the
-  converging edge lies at or above the stable one.
+  converging edge usually lies above the stable one (not always: a run can stay below
+  its start for the ``window`` steps and blow up later).
 
   Fields:
     lrs: (n,) the learning rates, ascending.
