@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -36,101 +37,126 @@ from jaxnn import sweep  # before any JAX computation: use_cpu_devices must run 
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--quick", action="store_true", help="16 rates × 100 steps, 2 rounds")
-  parser.add_argument("--torch", action="store_true", help="add 64 PyTorch eager runs")
-  parser.add_argument("--devices", type=int, default=None,
-                      help="XLA:CPU devices (default: 8 per core)")
-  parser.add_argument("--rounds", type=int, default=None)
-  parser.add_argument("--json", help="also write the numbers to this file")
-  args = parser.parse_args()
-  sweep.use_cpu_devices(args.devices)
-  report = run_benchmark(args)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(report, f, indent=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="16 rates × 100 steps, 2 rounds")
+    parser.add_argument("--torch", action="store_true", help="add 64 PyTorch eager runs")
+    parser.add_argument(
+        "--devices", type=int, default=None, help="XLA:CPU devices (default: 8 per core)"
+    )
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+    sweep.use_cpu_devices(args.devices)
+    report = run_benchmark(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
 
 
 def run_benchmark(args) -> dict:
-  import jax.numpy as jnp
+    import jax.numpy as jnp
+    from train_loop import MU, bench_torch, gemm_rate, make_data
 
-  import jaxnn
-  from jaxnn import losses, optimizers, train
-  from train_loop import MU, bench_torch, gemm_rate, make_data
+    import jaxnn
+    from jaxnn import losses, optimizers, train
 
-  runs, steps = (16, 100) if args.quick else (64, 500)
-  rounds = args.rounds or (2 if args.quick else 3)
-  x, y, sizes, batch = make_data("digits")
-  data = (jnp.asarray(x), jnp.asarray(y))
-  objective = train.objective(functools.partial(jaxnn.forward, activation="relu"),
-                              losses.softmax_cross_entropy)
-  params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
-  lrs = sweep.log_range(1e-3, 1.0, runs)
-  grid = sweep.grid(lr=lrs)
-  key = jax.random.key(2)
+    runs, steps = (16, 100) if args.quick else (64, 500)
+    rounds = args.rounds or (2 if args.quick else 3)
+    x, y, sizes, batch = make_data("digits")
+    data = (jnp.asarray(x), jnp.asarray(y))
+    objective = train.objective(
+        functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
+    )
+    params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
+    lrs = sweep.log_range(1e-3, 1.0, runs)
+    grid = sweep.grid(lr=lrs)
+    key = jax.random.key(2)
 
-  def run(hp, key):
-    return train.fit(objective, params0, optimizers.momentum(hp["lr"], MU), data, key=key,
-                     steps=steps, batch_size=batch)
+    def run(hp, key):
+        return train.fit(
+            objective,
+            params0,
+            optimizers.momentum(hp["lr"], MU),
+            data,
+            key=key,
+            steps=steps,
+            batch_size=batch,
+        )
 
-  one = jax.jit(run)
-  rate = gemm_rate()
-  params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
-  floor = 6 * params * batch * steps * runs / (rate * 1e9)
-  devices = jax.devices()
-  print(f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; jax {jax.__version__} on "
-        f"{devices[0].platform}: {len(devices)} device(s), {os.cpu_count()} CPUs")
-  print(f"digits {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params: {runs} "
-        f"learning rates × {steps} steps; floor {floor:.2f} s\n")
+    one = jax.jit(run)
+    rate = gemm_rate()
+    params = sum(m * n + n for m, n in itertools.pairwise(sizes))
+    floor = 6 * params * batch * steps * runs / (rate * 1e9)
+    devices = jax.devices()
+    print(
+        f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; jax {jax.__version__} on "
+        f"{devices[0].platform}: {len(devices)} device(s), {os.cpu_count()} CPUs"
+    )
+    print(
+        f"digits {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params: {runs} "
+        f"learning rates × {steps} steps; floor {floor:.2f} s\n"
+    )
 
-  def loop():
-    for lr in lrs:
-      out = one({"lr": jnp.float32(lr)}, key)
-    jax.block_until_ready(out)
+    def loop():
+        for lr in lrs:
+            out = one({"lr": jnp.float32(lr)}, key)
+        jax.block_until_ready(out)
 
-  compile_seconds = {}
+    compile_seconds = {}
 
-  def sweeper(name, on):
-    def go():
-      result = sweep.sweep(run, grid, key=key, devices=on, keep_params=False)
-      compile_seconds.setdefault(name, result.compile_seconds)
-    return go
+    def sweeper(name, on):
+        def go():
+            result = sweep.sweep(run, grid, key=key, devices=on, keep_params=False)
+            compile_seconds.setdefault(name, result.compile_seconds)
 
-  impls = {"loop of fit": loop}
-  cores = os.cpu_count() or 1
-  for d in sorted({1, min(cores, len(devices)), len(devices)}):
-    name = f"sweep, {d} device{'s' if d > 1 else ''}"
-    impls[name] = sweeper(name, devices[:d])
-  if args.torch:
-    try:
-      torch_runs = [bench_torch(x, y, sizes, batch, lr=float(lr)) for lr in lrs]
-      impls["torch, eager loop"] = lambda: [r(steps) for r in torch_runs]
-    except ImportError:
-      print("PyTorch is not importable: the torch row is left out")
-  loop_first = None
-  for name, impl in impls.items():  # warm-up: compile
-    start = time.perf_counter()
-    impl()
-    if name == "loop of fit":
-      loop_first = time.perf_counter() - start
-  times = {name: [] for name in impls}
-  for _ in range(rounds):
-    for name, impl in impls.items():
-      start = time.perf_counter()
-      impl()
-      times[name].append(time.perf_counter() - start)
-  med = {name: statistics.median(t) for name, t in times.items()}
-  print(f"  {'implementation':<22}{'seconds':>9}{'x floor':>9}{'vs loop':>9}{'compile':>9}")
-  for name, t in med.items():
-    comp = compile_seconds.get(name)
-    comp = f"{comp:9.2f}" if comp is not None else f"{'':>9}"
-    print(f"  {name:<22}{t:9.2f}{t / floor:9.2f}{med['loop of fit'] / t:8.2f}x{comp}")
-  print(f"\n(loop of fit: the first pass, compile included, took {loop_first:.2f} s)")
-  return {"gemm_gflops": rate, "runs": runs, "steps": steps, "sizes": sizes, "batch": batch,
-          "params": params, "floor_s": floor, "devices": len(devices),
-          "platform": devices[0].platform, "seconds": med, "compile_seconds": compile_seconds,
-          "rounds": rounds, "all_seconds": times}
+        return go
+
+    impls = {"loop of fit": loop}
+    cores = os.cpu_count() or 1
+    for d in sorted({1, min(cores, len(devices)), len(devices)}):
+        name = f"sweep, {d} device{'s' if d > 1 else ''}"
+        impls[name] = sweeper(name, devices[:d])
+    if args.torch:
+        try:
+            torch_runs = [bench_torch(x, y, sizes, batch, lr=float(lr)) for lr in lrs]
+            impls["torch, eager loop"] = lambda: [r(steps) for r in torch_runs]
+        except ImportError:
+            print("PyTorch is not importable: the torch row is left out")
+    loop_first = None
+    for name, impl in impls.items():  # warm-up: compile
+        start = time.perf_counter()
+        impl()
+        if name == "loop of fit":
+            loop_first = time.perf_counter() - start
+    times = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, impl in impls.items():
+            start = time.perf_counter()
+            impl()
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    print(f"  {'implementation':<22}{'seconds':>9}{'x floor':>9}{'vs loop':>9}{'compile':>9}")
+    for name, t in med.items():
+        comp = compile_seconds.get(name)
+        comp = f"{comp:9.2f}" if comp is not None else f"{'':>9}"
+        print(f"  {name:<22}{t:9.2f}{t / floor:9.2f}{med['loop of fit'] / t:8.2f}x{comp}")
+    print(f"\n(loop of fit: the first pass, compile included, took {loop_first:.2f} s)")
+    return {
+        "gemm_gflops": rate,
+        "runs": runs,
+        "steps": steps,
+        "sizes": sizes,
+        "batch": batch,
+        "params": params,
+        "floor_s": floor,
+        "devices": len(devices),
+        "platform": devices[0].platform,
+        "seconds": med,
+        "compile_seconds": compile_seconds,
+        "rounds": rounds,
+        "all_seconds": times,
+    }
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -22,6 +22,7 @@ Run from the repository root: ``python benchmarks/spectral.py [--quick] [--exact
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -39,226 +40,247 @@ SCALE = {"1e6": (784, 1024, 256, 10), "1e7": (784, 3000, 3000, 10)}
 
 
 def best(fn, repeat: int) -> tuple[float, float]:
-  """(first call seconds, best of ``repeat`` warm calls)."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeat):
+    """(first call seconds, best of ``repeat`` warm calls)."""
     start = time.perf_counter()
     fn()
-    times.append(time.perf_counter() - start)
-  return first, min(times)
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return first, min(times)
 
 
 def interleaved(fns: dict, rounds: int) -> dict:
-  """name -> (first call seconds, median of ``rounds`` warm calls), the calls of every
-  round made one after another so that a drift of the machine's speed hits all alike."""
-  first = {}
-  for name, fn in fns.items():
-    start = time.perf_counter()
-    fn()
-    first[name] = time.perf_counter() - start
-  times = {name: [] for name in fns}
-  for _ in range(rounds):
+    """name -> (first call seconds, median of ``rounds`` warm calls), the calls of every
+    round made one after another so that a drift of the machine's speed hits all alike."""
+    first = {}
     for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: (first[name], float(np.median(t))) for name, t in times.items()}
+        start = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - start
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (first[name], float(np.median(t))) for name, t in times.items()}
 
 
 def copy_bandwidth(mb: int = 512) -> float:
-  """GB/s of the faster of a NumPy and a jitted copy of ``mb`` MB (read + write counted)."""
-  a = np.ones(mb * 2**20 // 4, np.float32)
-  b = np.empty_like(a)
-  x = jnp.asarray(a)
-  copy = jax.jit(lambda v: v + 0.0)
-  rates = []
-  for run in (lambda: np.copyto(b, a), lambda: copy(x).block_until_ready()):
-    run()
-    start = time.perf_counter()
-    for _ in range(5):
-      run()
-    rates.append(2 * a.nbytes * 5 / (time.perf_counter() - start) / 1e9)
-  return max(rates)
+    """GB/s of the faster of a NumPy and a jitted copy of ``mb`` MB (read + write counted)."""
+    a = np.ones(mb * 2**20 // 4, np.float32)
+    b = np.empty_like(a)
+    x = jnp.asarray(a)
+    copy = jax.jit(lambda v: v + 0.0)
+    rates = []
+    for run in (lambda: np.copyto(b, a), lambda: copy(x).block_until_ready()):
+        run()
+        start = time.perf_counter()
+        for _ in range(5):
+            run()
+        rates.append(2 * a.nbytes * 5 / (time.perf_counter() - start) / 1e9)
+    return max(rates)
 
 
 def problem(sizes, activation="relu", batch=256, seed=0):
-  rng = np.random.default_rng(seed)
-  x = jnp.asarray(rng.standard_normal((batch, sizes[0]), dtype=np.float32))
-  y = jnp.asarray(rng.integers(0, sizes[-1], batch))
-  params = jaxnn.init_mlp(jax.random.key(seed), sizes, init="he")
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((batch, sizes[0]), dtype=np.float32))
+    y = jnp.asarray(rng.integers(0, sizes[-1], batch))
+    params = jaxnn.init_mlp(jax.random.key(seed), sizes, init="he")
 
-  def loss(p):
-    return losses.softmax_cross_entropy(jaxnn.forward(p, x, activation=activation), y)
+    def loss(p):
+        return losses.softmax_cross_entropy(jaxnn.forward(p, x, activation=activation), y)
 
-  return params, loss, (np.asarray(x), np.asarray(y))
+    return params, loss, (np.asarray(x), np.asarray(y))
 
 
 def bench_jax(sizes) -> dict:
-  params, loss, _ = problem(sizes)
-  v = jax.tree.map(jnp.ones_like, params)
-  key = jax.random.key(1)
+    params, loss, _ = problem(sizes)
+    v = jax.tree.map(jnp.ones_like, params)
+    key = jax.random.key(1)
 
-  @jax.jit
-  def twenty(v):
-    return lax.fori_loop(0, 20, lambda i, u: spectral.hvp(loss, params, u), v)
+    @jax.jit
+    def twenty(v):
+        return lax.fori_loop(0, 20, lambda i, u: spectral.hvp(loss, params, u), v)
 
-  out = {}
-  out["hvp"] = lambda: jax.block_until_ready(spectral.hvp(loss, params, v))
-  out["20 hvps"] = lambda: jax.block_until_ready(twenty(v))
-  out["power 20"] = lambda: jax.block_until_ready(spectral.power_iteration(
-      loss, params, key=key, tol=0.0, max_iter=20).eigenvalue)
-  out["lanczos 30"] = lambda: jax.block_until_ready(spectral.lanczos(
-      loss, params, 30, key=key).alpha)
-  try:
-    from matfree import decomp
-  except ImportError:
+    out = {}
+    out["hvp"] = lambda: jax.block_until_ready(spectral.hvp(loss, params, v))
+    out["20 hvps"] = lambda: jax.block_until_ready(twenty(v))
+    out["power 20"] = lambda: jax.block_until_ready(
+        spectral.power_iteration(loss, params, key=key, tol=0.0, max_iter=20).eigenvalue
+    )
+    out["lanczos 30"] = lambda: jax.block_until_ready(
+        spectral.lanczos(loss, params, 30, key=key).alpha
+    )
+    try:
+        from matfree import decomp
+    except ImportError:
+        return out
+    tri = jax.jit(
+        lambda u: decomp.tridiag_sym(30, reortho="full")(
+            lambda w, p: spectral.hvp(loss, p, w), u, params
+        )
+    )
+    unit = jax.tree.map(lambda a: a / jnp.sqrt(sum(jnp.sum(b**2) for b in jax.tree.leaves(v))), v)
+    out["matfree lanczos 30"] = lambda: jax.block_until_ready(tri(unit))
     return out
-  tri = jax.jit(lambda u: decomp.tridiag_sym(30, reortho="full")(
-      lambda w, p: spectral.hvp(loss, p, w), u, params))
-  unit = jax.tree.map(lambda a: a / jnp.sqrt(sum(jnp.sum(b**2) for b in jax.tree.leaves(v))),
-                      v)
-  out["matfree lanczos 30"] = lambda: jax.block_until_ready(tri(unit))
-  return out
 
 
 def bench_torch(sizes) -> dict | None:
-  try:
-    import torch
-  except ImportError:
-    return None
-  from train_loop import torch_mlp
+    try:
+        import torch
+    except ImportError:
+        return None
+    from train_loop import torch_mlp
 
-  _, _, (x, y) = problem(sizes)
-  net = torch_mlp(sizes, seed=0)
-  params = list(net.parameters())
-  xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
-  loss = torch.nn.functional.cross_entropy(net(xt), yt)
-  grads = torch.autograd.grad(loss, params, create_graph=True)
+    _, _, (x, y) = problem(sizes)
+    net = torch_mlp(sizes, seed=0)
+    params = list(net.parameters())
+    xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
+    loss = torch.nn.functional.cross_entropy(net(xt), yt)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
 
-  def hvp(v):  # PyHessian's hessian_vector_product: d(g·v)/dθ on the kept graph
-    return torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+    def hvp(v):  # PyHessian's hessian_vector_product: d(g·v)/dθ on the kept graph
+        return torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
 
-  def dot(a, b):
-    return sum(torch.sum(p * q) for p, q in zip(a, b))
+    def dot(a, b):
+        return sum(torch.sum(p * q) for p, q in zip(a, b))
 
-  def normalise(v):
-    n = torch.sqrt(dot(v, v))
-    return [p / n for p in v]
+    def normalise(v):
+        n = torch.sqrt(dot(v, v))
+        return [p / n for p in v]
 
-  def power(iters=20):
-    v = normalise([torch.randn_like(p) for p in params])
-    for _ in range(iters):
-      hv = hvp(v)
-      lam = dot(hv, v)
-      v = normalise([h.detach() for h in hv])
-    return float(lam)
+    def power(iters=20):
+        v = normalise([torch.randn_like(p) for p in params])
+        for _ in range(iters):
+            hv = hvp(v)
+            lam = dot(hv, v)
+            v = normalise([h.detach() for h in hv])
+        return float(lam)
 
-  def lanczos(k=30):  # PyHessian's density(): full reorthogonalisation in a Python loop
-    v = normalise([torch.randint_like(p, high=2) * 2 - 1 for p in params])
-    basis, alpha, beta = [v], [], []
-    for i in range(k):
-      w = [h.detach() for h in hvp(basis[-1])]
-      a = float(dot(w, basis[-1]))
-      alpha.append(a)
-      if i:
-        w = [p - a * q - beta[-1] * r for p, q, r in zip(w, basis[-1], basis[-2])]
-      else:
-        w = [p - a * q for p, q in zip(w, basis[-1])]
-      for q in basis:  # Gram-Schmidt against every earlier vector
-        c = dot(w, q)
-        w = [p - c * r for p, r in zip(w, q)]
-      b = float(torch.sqrt(dot(w, w)))
-      beta.append(b)
-      basis.append([p / b for p in w])
-    return alpha
+    def lanczos(k=30):  # PyHessian's density(): full reorthogonalisation in a Python loop
+        v = normalise([torch.randint_like(p, high=2) * 2 - 1 for p in params])
+        basis, alpha, beta = [v], [], []
+        for i in range(k):
+            w = [h.detach() for h in hvp(basis[-1])]
+            a = float(dot(w, basis[-1]))
+            alpha.append(a)
+            if i:
+                w = [p - a * q - beta[-1] * r for p, q, r in zip(w, basis[-1], basis[-2])]
+            else:
+                w = [p - a * q for p, q in zip(w, basis[-1])]
+            for q in basis:  # Gram-Schmidt against every earlier vector
+                c = dot(w, q)
+                w = [p - c * r for p, r in zip(w, q)]
+            b = float(torch.sqrt(dot(w, w)))
+            beta.append(b)
+            basis.append([p / b for p in w])
+        return alpha
 
-  v = [torch.ones_like(p) for p in params]
-  return {"hvp": lambda: hvp(v), "power 20": power, "lanczos 30": lanczos}
+    v = [torch.ones_like(p) for p in params]
+    return {"hvp": lambda: hvp(v), "power 20": power, "lanczos 30": lanczos}
 
 
 def exact_vs_lanczos(repeat) -> list:
-  rows = []
-  for h in (16, 32, 64):
-    sizes = (64, h, h, 10)
-    params, loss, _ = problem(sizes, activation="tanh")
-    size = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-    exact = best(lambda: hessian.spectrum(loss, params, vectors=False), repeat)
-    top = best(lambda: spectral.top_eigenvalues(loss, params, 5, key=jax.random.key(0)),
-               repeat)
-    rows.append({"params": size, "exact": exact, "lanczos top 5": top})
-    print(f"  P = {size:>6,}: exact spectrum {exact[1]:7.3f} s (first {exact[0]:.2f}), "
-          f"Lanczos top 5 {top[1]:7.3f} s (first {top[0]:.2f})")
-  return rows
+    rows = []
+    key = jax.random.key(0)
+    for h in (16, 32, 64):
+        sizes = (64, h, h, 10)
+        params, loss, _ = problem(sizes, activation="tanh")
+        size = sum(int(np.size(p)) for p in jax.tree.leaves(params))
+        exact = best(lambda loss=loss, p=params: hessian.spectrum(loss, p, vectors=False), repeat)
+        top = best(
+            lambda loss=loss, p=params: spectral.top_eigenvalues(loss, p, 5, key=key), repeat
+        )
+        rows.append({"params": size, "exact": exact, "lanczos top 5": top})
+        print(
+            f"  P = {size:>6,}: exact spectrum {exact[1]:7.3f} s (first {exact[0]:.2f}), "
+            f"Lanczos top 5 {top[1]:7.3f} s (first {top[0]:.2f})"
+        )
+    return rows
 
 
 def at_scale() -> dict:
-  out = {}
-  for name, sizes in SCALE.items():
-    params, loss, _ = problem(sizes)
-    size = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-    start = time.perf_counter()
-    top = spectral.top_eigenvalues(loss, params, 5, key=jax.random.key(0), order=30)
-    seconds = time.perf_counter() - start
-    out[name] = {"params": size, "seconds": seconds, "values": top.values.tolist(),
-                 "residuals": top.residuals.tolist()}
-    print(f"  {'-'.join(map(str, sizes))} (P = {size:,}): top 5 by 30 Lanczos steps in "
-          f"{seconds:.1f} s, first call (compile included): {np.round(top.values, 3)}")
-  return out
+    out = {}
+    for name, sizes in SCALE.items():
+        params, loss, _ = problem(sizes)
+        size = sum(int(np.size(p)) for p in jax.tree.leaves(params))
+        start = time.perf_counter()
+        top = spectral.top_eigenvalues(loss, params, 5, key=jax.random.key(0), order=30)
+        seconds = time.perf_counter() - start
+        out[name] = {
+            "params": size,
+            "seconds": seconds,
+            "values": top.values.tolist(),
+            "residuals": top.residuals.tolist(),
+        }
+        print(
+            f"  {'-'.join(map(str, sizes))} (P = {size:,}): top 5 by 30 Lanczos steps in "
+            f"{seconds:.1f} s, first call (compile included): {np.round(top.values, 3)}"
+        )
+    return out
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--quick", action="store_true", help="the 7·10⁵ model only")
-  parser.add_argument("--exact", action="store_true", help="exact path vs Lanczos")
-  parser.add_argument("--scale", action="store_true", help="10⁶ and 10⁷ parameters")
-  parser.add_argument("--repeat", type=int, default=5)
-  parser.add_argument("--json")
-  args = parser.parse_args()
-  bandwidth = copy_bandwidth()
-  print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
-        f"copy bandwidth {bandwidth:.1f} GB/s\n")
-  report = {"bandwidth_gbs": bandwidth, "models": {}}
-  for name, sizes in list(MODELS.items())[:1 if args.quick else None]:
-    size = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
-    print(f"{'-'.join(map(str, sizes))}, batch 256, P = {size:,}")
-    fns = {("jaxnn", what): fn for what, fn in bench_jax(sizes).items()}
-    torch_fns = bench_torch(sizes)
-    if torch_fns is not None:
-      fns.update({("torch (PyHessian's way)", what): fn for what, fn in torch_fns.items()})
-    rows = {}
-    for (impl, what), timing in interleaved(fns, args.repeat).items():
-      rows.setdefault(impl, {})[what] = timing
-    torch_rows = rows.get("torch (PyHessian's way)")
-    for impl, result in rows.items():
-      for what, (first, t) in result.items():
-        print(f"  {impl:<24} {what:<20} {t * 1e3:9.1f} ms   (first call {first:.2f} s)")
-    jx = rows["jaxnn"]
-    reortho = jx["lanczos 30"][1] - 30 * jx["20 hvps"][1] / 20
-    traffic = 2 * sum(j + 1 for j in range(30)) * size * 4  # one pass, read twice
-    print(f"  reorthogonalisation: {reortho:.3f} s of Lanczos; its {traffic / 1e9:.2f} GB of "
-          f"basis reads take {traffic / (bandwidth * 1e9):.3f} s at the copy bandwidth")
-    print(f"  power iteration / its 20 HVPs: {jx['power 20'][1] / jx['20 hvps'][1]:.2f}")
-    if torch_rows is not None:
-      for what in ("power 20", "lanczos 30"):
-        print(f"  {what}: jaxnn {torch_rows[what][1] / jx[what][1]:.2f}x faster than torch")
-    report["models"][name] = {"sizes": sizes, "params": size,
-                              "rows": {i: {w: list(t) for w, t in r.items()}
-                                       for i, r in rows.items()},
-                              "reortho_s": reortho, "traffic_gb": traffic / 1e9}
-    print()
-  if args.exact:
-    print("exact spectrum against Lanczos (tanh MLP 64-h-h-10, batch 256):")
-    report["exact_vs_lanczos"] = exact_vs_lanczos(args.repeat)
-  if args.scale:
-    print("scale:")
-    report["scale"] = at_scale()
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(report, f, indent=2)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the 7·10⁵ model only")
+    parser.add_argument("--exact", action="store_true", help="exact path vs Lanczos")
+    parser.add_argument("--scale", action="store_true", help="10⁶ and 10⁷ parameters")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    bandwidth = copy_bandwidth()
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
+        f"copy bandwidth {bandwidth:.1f} GB/s\n"
+    )
+    report = {"bandwidth_gbs": bandwidth, "models": {}}
+    for name, sizes in list(MODELS.items())[: 1 if args.quick else None]:
+        size = sum(m * n + n for m, n in itertools.pairwise(sizes))
+        print(f"{'-'.join(map(str, sizes))}, batch 256, P = {size:,}")
+        fns = {("jaxnn", what): fn for what, fn in bench_jax(sizes).items()}
+        torch_fns = bench_torch(sizes)
+        if torch_fns is not None:
+            fns.update({("torch (PyHessian's way)", what): fn for what, fn in torch_fns.items()})
+        rows = {}
+        for (impl, what), timing in interleaved(fns, args.repeat).items():
+            rows.setdefault(impl, {})[what] = timing
+        torch_rows = rows.get("torch (PyHessian's way)")
+        for impl, result in rows.items():
+            for what, (first, t) in result.items():
+                print(f"  {impl:<24} {what:<20} {t * 1e3:9.1f} ms   (first call {first:.2f} s)")
+        jx = rows["jaxnn"]
+        reortho = jx["lanczos 30"][1] - 30 * jx["20 hvps"][1] / 20
+        traffic = 2 * sum(j + 1 for j in range(30)) * size * 4  # one pass, read twice
+        print(
+            f"  reorthogonalisation: {reortho:.3f} s of Lanczos; its {traffic / 1e9:.2f} GB of "
+            f"basis reads take {traffic / (bandwidth * 1e9):.3f} s at the copy bandwidth"
+        )
+        print(f"  power iteration / its 20 HVPs: {jx['power 20'][1] / jx['20 hvps'][1]:.2f}")
+        if torch_rows is not None:
+            for what in ("power 20", "lanczos 30"):
+                print(f"  {what}: jaxnn {torch_rows[what][1] / jx[what][1]:.2f}x faster than torch")
+        report["models"][name] = {
+            "sizes": sizes,
+            "params": size,
+            "rows": {i: {w: list(t) for w, t in r.items()} for i, r in rows.items()},
+            "reortho_s": reortho,
+            "traffic_gb": traffic / 1e9,
+        }
+        print()
+    if args.exact:
+        print("exact spectrum against Lanczos (tanh MLP 64-h-h-10, batch 256):")
+        report["exact_vs_lanczos"] = exact_vs_lanczos(args.repeat)
+    if args.scale:
+        print("scale:")
+        report["scale"] = at_scale()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import statistics
@@ -39,195 +40,223 @@ LR, MU = 0.01, 0.9
 
 
 def gemm_rate(n: int = 1024, repeats: int = 7) -> float:
-  """float32 GFLOP/s of an n×n×n NumPy matrix product (median of ``repeats``)."""
-  a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-  b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-  a @ b
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+    """float32 GFLOP/s of an n×n×n NumPy matrix product (median of ``repeats``)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     a @ b
-    times.append(time.perf_counter() - start)
-  return 2 * n**3 / statistics.median(times) / 1e9
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def make_data(name: str):
-  if name == "tiny":
-    d = datasets.moons(1024, key=jax.random.key(0))
-    return np.asarray(d.x), np.asarray(d.y), (2, 16, 16, 2), 32
-  if name == "digits":
-    d = datasets.digits()
-    x = np.asarray(d.x) / 16.0
-    return x.astype(np.float32), np.asarray(d.y), (64, 128, 128, 10), 128
-  rng = np.random.default_rng(0)
-  x = rng.standard_normal((4096, 784), dtype=np.float32)
-  return x, rng.integers(0, 10, 4096).astype(np.int32), (784, 512, 512, 10), 256
+    if name == "tiny":
+        d = datasets.moons(1024, key=jax.random.key(0))
+        return np.asarray(d.x), np.asarray(d.y), (2, 16, 16, 2), 32
+    if name == "digits":
+        d = datasets.digits()
+        x = np.asarray(d.x) / 16.0
+        return x.astype(np.float32), np.asarray(d.y), (64, 128, 128, 10), 128
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 784), dtype=np.float32)
+    return x, rng.integers(0, 10, 4096).astype(np.int32), (784, 512, 512, 10), 256
 
 
 def permutations(n, batch, steps, seed=0):
-  """Per-step index arrays: a fresh permutation per epoch, full batches only."""
-  rng = np.random.default_rng(seed)
-  per_epoch, out = n // batch, []
-  while len(out) < steps:
-    perm = rng.permutation(n)
-    out += [perm[i * batch:(i + 1) * batch] for i in range(per_epoch)]
-  return out[:steps]
+    """Per-step index arrays: a fresh permutation per epoch, full batches only."""
+    rng = np.random.default_rng(seed)
+    per_epoch, out = n // batch, []
+    while len(out) < steps:
+        perm = rng.permutation(n)
+        out += [perm[i * batch : (i + 1) * batch] for i in range(per_epoch)]
+    return out[:steps]
 
 
 # ---- the implementations: each returns a function run(steps) that trains and blocks ----
 
+
 def bench_fit(x, y, sizes, batch):
-  objective = train.objective(functools.partial(jaxnn.forward, activation="relu"),
-                              losses.softmax_cross_entropy)
-  optimizer = optimizers.momentum(LR, MU)
-  params = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
-  data = (jnp.asarray(x), jnp.asarray(y))
+    objective = train.objective(
+        functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
+    )
+    optimizer = optimizers.momentum(LR, MU)
+    params = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
+    data = (jnp.asarray(x), jnp.asarray(y))
 
-  def run(steps):
-    result = train.fit(objective, params, optimizer, data, key=jax.random.key(2),
-                       steps=steps, batch_size=batch, progress=False)
-    jax.block_until_ready(result.params)
+    def run(steps):
+        result = train.fit(
+            objective,
+            params,
+            optimizer,
+            data,
+            key=jax.random.key(2),
+            steps=steps,
+            batch_size=batch,
+            progress=False,
+        )
+        jax.block_until_ready(result.params)
 
-  return run
+    return run
 
 
 def bench_jit_loop(x, y, sizes, batch):
-  objective = train.objective(functools.partial(jaxnn.forward, activation="relu"),
-                              losses.softmax_cross_entropy)
-  optimizer = optimizers.momentum(LR, MU)
-  step = jax.jit(train.make_step(objective, optimizer))
-  params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
-  key = jax.random.key(2)
+    objective = train.objective(
+        functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
+    )
+    optimizer = optimizers.momentum(LR, MU)
+    step = jax.jit(train.make_step(objective, optimizer))
+    params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
+    key = jax.random.key(2)
 
-  def run(steps):
-    params, state, opt_state = params0, {}, optimizer.init(params0)
-    for idx in permutations(len(x), batch, steps):
-      params, state, opt_state, _ = step(params, state, opt_state, (x[idx], y[idx]), key)
-    jax.block_until_ready(params)
+    def run(steps):
+        params, state, opt_state = params0, {}, optimizer.init(params0)
+        for idx in permutations(len(x), batch, steps):
+            params, state, opt_state, _ = step(params, state, opt_state, (x[idx], y[idx]), key)
+        jax.block_until_ready(params)
 
-  return run
+    return run
 
 
 def bench_numpy(x, y, sizes, batch):
-  rng = np.random.default_rng(1)
-  w0 = [(rng.standard_normal((m, n)) * np.sqrt(2 / m)).astype(np.float32)
-        for m, n in zip(sizes[:-1], sizes[1:])]
-  b0 = [np.zeros(n, np.float32) for n in sizes[1:]]
+    rng = np.random.default_rng(1)
+    w0 = [
+        (rng.standard_normal((m, n)) * np.sqrt(2 / m)).astype(np.float32)
+        for m, n in itertools.pairwise(sizes)
+    ]
+    b0 = [np.zeros(n, np.float32) for n in sizes[1:]]
 
-  def run(steps):
-    w, b = [a.copy() for a in w0], [a.copy() for a in b0]
-    vw, vb = [np.zeros_like(a) for a in w], [np.zeros_like(a) for a in b]
-    for idx in permutations(len(x), batch, steps):
-      xb, yb = x[idx], y[idx]
-      acts = [xb]
-      for l in range(len(w) - 1):
-        acts.append(np.maximum(acts[-1] @ w[l] + b[l], 0.0))
-      logits = acts[-1] @ w[-1] + b[-1]
-      p = np.exp(logits - logits.max(1, keepdims=True))
-      p /= p.sum(1, keepdims=True)
-      p[np.arange(len(yb)), yb] -= 1.0
-      delta = p / len(yb)  # dC/da for the mean softmax cross-entropy: (z - y)/n
-      for l in range(len(w) - 1, -1, -1):
-        gw, gb = acts[l].T @ delta, delta.sum(0)
-        if l:
-          delta = (delta @ w[l].T) * (acts[l] > 0)
-        vw[l] = -LR * gw + MU * vw[l]  # seed 001's momentum
-        vb[l] = -LR * gb + MU * vb[l]
-        w[l] += vw[l]
-        b[l] += vb[l]
+    def run(steps):
+        w, b = [a.copy() for a in w0], [a.copy() for a in b0]
+        vw, vb = [np.zeros_like(a) for a in w], [np.zeros_like(a) for a in b]
+        for idx in permutations(len(x), batch, steps):
+            xb, yb = x[idx], y[idx]
+            acts = [xb]
+            for l in range(len(w) - 1):
+                acts.append(np.maximum(acts[-1] @ w[l] + b[l], 0.0))
+            logits = acts[-1] @ w[-1] + b[-1]
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            p[np.arange(len(yb)), yb] -= 1.0
+            delta = p / len(yb)  # dC/da for the mean softmax cross-entropy: (z - y)/n
+            for l in range(len(w) - 1, -1, -1):
+                gw, gb = acts[l].T @ delta, delta.sum(0)
+                if l:
+                    delta = (delta @ w[l].T) * (acts[l] > 0)
+                vw[l] = -LR * gw + MU * vw[l]  # seed 001's momentum
+                vb[l] = -LR * gb + MU * vb[l]
+                w[l] += vw[l]
+                b[l] += vb[l]
 
-  return run
+    return run
 
 
 def torch_mlp(sizes, seed):
-  """A PyTorch ReLU MLP with layer widths ``sizes`` (torch's default init, ``seed``), set
-  to use every core."""
-  import torch
+    """A PyTorch ReLU MLP with layer widths ``sizes`` (torch's default init, ``seed``), set
+    to use every core."""
+    import torch
 
-  torch.set_num_threads(os.cpu_count() or 1)
-  torch.manual_seed(seed)
-  layers = []
-  for i, (m, n) in enumerate(zip(sizes[:-1], sizes[1:])):
-    layers.append(torch.nn.Linear(m, n))
-    if i < len(sizes) - 2:
-      layers.append(torch.nn.ReLU())
-  return torch.nn.Sequential(*layers)
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(seed)
+    layers = []
+    for i, (m, n) in enumerate(itertools.pairwise(sizes)):
+        layers.append(torch.nn.Linear(m, n))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
 
 
 def bench_torch(x, y, sizes, batch, lr=LR):
-  import torch
+    import torch
 
-  net = torch_mlp(sizes, seed=1)
-  state0 = {k: v.clone() for k, v in net.state_dict().items()}
-  xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
-  loss_fn = torch.nn.CrossEntropyLoss()
+    net = torch_mlp(sizes, seed=1)
+    state0 = {k: v.clone() for k, v in net.state_dict().items()}
+    xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
+    loss_fn = torch.nn.CrossEntropyLoss()
 
-  def run(steps):
-    net.load_state_dict(state0)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=MU)
-    for idx in permutations(len(x), batch, steps):
-      idx = torch.from_numpy(idx)
-      opt.zero_grad()
-      loss_fn(net(xt[idx]), yt[idx]).backward()
-      opt.step()
+    def run(steps):
+        net.load_state_dict(state0)
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=MU)
+        for idx in permutations(len(x), batch, steps):
+            idx = torch.from_numpy(idx)
+            opt.zero_grad()
+            loss_fn(net(xt[idx]), yt[idx]).backward()
+            opt.step()
 
-  return run
+    return run
 
 
 def measure(runs: dict, steps: int, rounds: int) -> dict:
-  """Median seconds per step of each implementation, rounds interleaved."""
-  for run in runs.values():
-    run(steps)  # warm-up: compile, caches
-  times = {name: [] for name in runs}
-  for _ in range(rounds):
-    for name, run in runs.items():
-      start = time.perf_counter()
-      run(steps)
-      times[name].append((time.perf_counter() - start) / steps)
-  return {name: statistics.median(t) for name, t in times.items()}
+    """Median seconds per step of each implementation, rounds interleaved."""
+    for run in runs.values():
+        run(steps)  # warm-up: compile, caches
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(steps)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
-  parser.add_argument("--json", help="also write the numbers to this file")
-  args = parser.parse_args()
-  try:
-    import torch  # noqa: F401
-    have_torch = True
-  except ImportError:
-    have_torch = False
-    print("PyTorch is not importable: the torch column is left out "
-          "(pip install torch to include it)")
-  rate = gemm_rate()
-  print(f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; "
-        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs\n")
-  plan = {"tiny": 2000, "digits": 1000, "wide": 60}
-  rounds = 3 if args.quick else 5
-  report = {"gemm_gflops": rate, "models": {}}
-  for name, steps in plan.items():
-    steps = max(10, steps // 4) if args.quick else steps
-    x, y, sizes, batch = make_data(name)
-    params = sum(m * n + n for m, n in zip(sizes[:-1], sizes[1:]))
-    floor = 6 * params * batch / (rate * 1e9)
-    runs = {"fit": bench_fit(x, y, sizes, batch),
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+        print(
+            "PyTorch is not importable: the torch column is left out "
+            "(pip install torch to include it)"
+        )
+    rate = gemm_rate()
+    print(
+        f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs\n"
+    )
+    plan = {"tiny": 2000, "digits": 1000, "wide": 60}
+    rounds = 3 if args.quick else 5
+    report = {"gemm_gflops": rate, "models": {}}
+    for name, steps in plan.items():
+        steps = max(10, steps // 4) if args.quick else steps
+        x, y, sizes, batch = make_data(name)
+        params = sum(m * n + n for m, n in itertools.pairwise(sizes))
+        floor = 6 * params * batch / (rate * 1e9)
+        runs = {
+            "fit": bench_fit(x, y, sizes, batch),
             "jit loop": bench_jit_loop(x, y, sizes, batch),
-            "numpy": bench_numpy(x, y, sizes, batch)}
-    if have_torch:
-      runs["torch"] = bench_torch(x, y, sizes, batch)
-    per_step = measure(runs, steps, rounds)
-    print(f"{name}: {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params, "
-          f"{steps} steps; floor {floor * 1e3:.3f} ms/step")
-    print(f"  {'implementation':<16}{'steps/s':>10}{'x floor':>10}{'fit speed-up':>14}")
-    for impl, t in per_step.items():
-      print(f"  {impl:<16}{1 / t:>10.0f}{t / floor:>10.2f}{t / per_step['fit']:>13.2f}x")
-    report["models"][name] = {"sizes": sizes, "batch": batch, "params": params,
-                              "steps": steps, "floor_s": floor, "seconds_per_step": per_step}
-    print()
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(report, f, indent=2)
+            "numpy": bench_numpy(x, y, sizes, batch),
+        }
+        if have_torch:
+            runs["torch"] = bench_torch(x, y, sizes, batch)
+        per_step = measure(runs, steps, rounds)
+        print(
+            f"{name}: {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params, "
+            f"{steps} steps; floor {floor * 1e3:.3f} ms/step"
+        )
+        print(f"  {'implementation':<16}{'steps/s':>10}{'x floor':>10}{'fit speed-up':>14}")
+        for impl, t in per_step.items():
+            print(f"  {impl:<16}{1 / t:>10.0f}{t / floor:>10.2f}{t / per_step['fit']:>13.2f}x")
+        report["models"][name] = {
+            "sizes": sizes,
+            "batch": batch,
+            "params": params,
+            "steps": steps,
+            "floor_s": floor,
+            "seconds_per_step": per_step,
+        }
+        print()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -4,28 +4,53 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.activations`, :mod:`~jaxnn.initializers`, :mod:`~jaxnn.model`,
 :mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
 :mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
-:mod:`~jaxnn.sweep`, :mod:`~jaxnn.hessian`, :mod:`~jaxnn.spectral`,
+:mod:`~jaxnn.sweep`, :mod:`~jaxnn.rates` (the convergence-rate theory),
+:mod:`~jaxnn.hessian` (exact), :mod:`~jaxnn.curvature` (Hessian-vector products and
+other curvature operators), :mod:`~jaxnn.spectral` (matrix-free),
 :mod:`~jaxnn.stats` (mean, standard error and paired differences over seeds),
 :mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
 compile faster, for runs of many small programs).
+
+``import jaxnn`` does not import matplotlib: :mod:`jaxnn.plotting` loads on first use.
 """
 
-from jaxnn import (activations, base, checkpoint, datasets, hessian, initializers, losses,
-                   model, normalization, optimizers, plotting, schedules, spectral, stats,
-                   sweep, train, xla)
+import importlib
+from typing import Any
+
+from jaxnn import (
+    activations,
+    base,
+    checkpoint,
+    curvature,
+    datasets,
+    hessian,
+    initializers,
+    losses,
+    model,
+    normalization,
+    optimizers,
+    rates,
+    schedules,
+    spectral,
+    stats,
+    sweep,
+    train,
+    xla,
+)
+from jaxnn._version import __version__
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective
-
-__version__ = "0.1.0"
 
 __all__ = [
     "FitResult",
     "Hook",
     "Model",
+    "__version__",
     "activations",
     "base",
     "checkpoint",
+    "curvature",
     "datasets",
     "dropout",
     "fit",
@@ -42,6 +67,7 @@ __all__ = [
     "objective",
     "optimizers",
     "plotting",
+    "rates",
     "schedules",
     "spectral",
     "stats",
@@ -50,3 +76,10 @@ __all__ = [
     "weight_mask",
     "xla",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # jaxnn.plotting imports matplotlib, which a training script or a sweep never needs
+    if name == "plotting":
+        return importlib.import_module("jaxnn.plotting")
+    raise AttributeError(f"module 'jaxnn' has no attribute {name!r}")

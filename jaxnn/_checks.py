@@ -12,133 +12,180 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
+__all__ = [
+    "concrete",
+    "finite",
+    "in_range",
+    "is_traced",
+    "keywords",
+    "positive_int",
+    "prng_key",
+    "real_scalar",
+    "resolve",
+    "same_shape",
+]
+
 
 def is_traced(tree: Any) -> bool:
-  """True when any leaf of ``tree`` is a tracer: a value unknown until run time."""
-  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+    """True when any leaf of ``tree`` is a tracer: a value unknown until run time."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
 
 
 def concrete(value: Any) -> np.ndarray | None:
-  """Returns ``value`` as a NumPy array, or None when it is a tracer (unknown until run)."""
-  if is_traced(value):
-    return None
-  try:
-    return np.asarray(value)
-  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-    return None
+    """Returns ``value`` as a NumPy array, or None when it is a tracer (unknown until run)."""
+    if is_traced(value):
+        return None
+    try:
+        return np.asarray(value)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return None
 
 
 def _show(value: Any) -> str:
-  arr = np.asarray(value)
-  if arr.ndim == 0:
-    return repr(arr.item())
-  return f"array of shape {arr.shape}"
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return repr(arr.item())
+    return f"array of shape {arr.shape}"
 
 
 def real_scalar(name: str, value: Any) -> Any:
-  """Checks that ``value`` is a real scalar (Python, NumPy or 0-d JAX; traced allowed)."""
-  if isinstance(value, bool) or value is None or isinstance(value, str):
-    raise TypeError(f"{name} must be a real number, got {value!r}")
-  if isinstance(value, numbers.Real):
+    """Checks that ``value`` is a real scalar (Python, NumPy or 0-d JAX; traced allowed)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if isinstance(value, numbers.Real):
+        return value
+    shape = np.shape(value)
+    dtype = getattr(value, "dtype", None)
+    if (
+        shape != ()
+        or dtype is None
+        or not np.issubdtype(dtype, np.number)
+        or np.issubdtype(dtype, np.complexfloating)
+    ):
+        raise TypeError(
+            f"{name} must be a real scalar, got {type(value).__name__} with shape {shape}"
+        )
     return value
-  shape = np.shape(value)
-  dtype = getattr(value, "dtype", None)
-  if shape != () or dtype is None or not np.issubdtype(dtype, np.number) or np.issubdtype(
-      dtype, np.complexfloating):
-    raise TypeError(f"{name} must be a real scalar, got {type(value).__name__} "
-                    f"with shape {shape}")
-  return value
 
 
-def in_range(name: str, value: Any, low: float | None = None, high: float | None = None,
-             *, low_open: bool = False, high_open: bool = False) -> Any:
-  """Checks ``low <= value <= high`` (or strict, per side) when ``value`` is concrete.
+def in_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Any:
+    """Checks ``low <= value <= high`` (or strict, per side) when ``value`` is concrete.
 
-  A NaN is always rejected. Traced values pass unchecked.
-  """
-  real_scalar(name, value)
-  arr = concrete(value)
-  if arr is None:
+    A NaN is always rejected. Traced values pass unchecked.
+    """
+    real_scalar(name, value)
+    arr = concrete(value)
+    if arr is None:
+        return value
+    v = float(arr)
+    ok = not np.isnan(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        left = "" if low is None else f"{low} {'<' if low_open else '<='} "
+        right = "" if high is None else f" {'<' if high_open else '<='} {high}"
+        raise ValueError(f"{name} must satisfy {left}{name}{right}, got {v!r}")
     return value
-  v = float(arr)
-  ok = not np.isnan(v)
-  if ok and low is not None:
-    ok = v > low if low_open else v >= low
-  if ok and high is not None:
-    ok = v < high if high_open else v <= high
-  if not ok:
-    left = "" if low is None else f"{low} {'<' if low_open else '<='} "
-    right = "" if high is None else f" {'<' if high_open else '<='} {high}"
-    raise ValueError(f"{name} must satisfy {left}{name}{right}, got {v!r}")
-  return value
 
 
 def positive_int(name: str, value: Any, minimum: int = 1) -> int:
-  """Checks that ``value`` is a Python/NumPy integer ``>= minimum`` and returns it as int."""
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-  if value < minimum:
-    raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-  return int(value)
+    """Checks that ``value`` is a Python/NumPy integer ``>= minimum`` and returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def finite(name: str, value: Any) -> Any:
-  """Raises ValueError if a concrete ``value`` holds NaN or infinity."""
-  arr = concrete(value)
-  if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(
-      np.isfinite(arr)):
-    bad = np.argwhere(~np.isfinite(arr))
-    raise ValueError(f"{name} must be finite, but {len(bad)} of its {arr.size} entries are "
-                     f"NaN or infinite (first at index {tuple(int(i) for i in bad[0])})")
-  return value
+    """Raises ValueError if a concrete ``value`` holds NaN or infinity."""
+    arr = concrete(value)
+    if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        raise ValueError(
+            f"{name} must be finite, but {len(bad)} of its {arr.size} entries are "
+            f"NaN or infinite (first at index {tuple(int(i) for i in bad[0])})"
+        )
+    return value
 
 
 def prng_key(name: str, value: Any) -> Any:
-  """Checks that ``value`` is one typed PRNG key, as ``jax.random.key(seed)`` makes."""
-  if not (hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)
-          and np.shape(value) == ()):
-    raise TypeError(f"{name} must be one PRNG key from jax.random.key(seed), got "
-                    f"{type(value).__name__} {getattr(value, 'dtype', '')}{np.shape(value)}")
-  return value
+    """Checks that ``value`` is one PRNG key; returns it as a typed key.
+
+    Accepts a typed key (``jax.random.key(seed)``) and a legacy raw key, the ``uint32[2]``
+    array of ``jax.random.PRNGKey(seed)`` (wrapped with ``jax.random.wrap_key_data``, so
+    both give the same random numbers), concrete or traced.
+    """
+    dtype = getattr(value, "dtype", None)
+    shape = np.shape(value) if dtype is not None else None
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return value
+    elif dtype == np.uint32 and shape == _legacy_key_shape():
+        return jax.random.wrap_key_data(value)
+    raise TypeError(
+        f"{name} must be one PRNG key, from jax.random.key(seed) or jax.random.PRNGKey(seed), "
+        f"got {type(value).__name__} {dtype or ''}{shape if shape is not None else ''}"
+    )
+
+
+def _legacy_key_shape() -> tuple[int, ...]:
+    """The raw form of the default key implementation: (2,) for threefry."""
+    return jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape
 
 
 def same_shape(name_a: str, a: Any, name_b: str, b: Any) -> None:
-  """Raises ValueError unless ``a`` and ``b`` have the same shape (no broadcasting)."""
-  if np.shape(a) != np.shape(b):
-    raise ValueError(f"{name_a} and {name_b} must have the same shape, got "
-                     f"{name_a}.shape={np.shape(a)} and {name_b}.shape={np.shape(b)}")
+    """Raises ValueError unless ``a`` and ``b`` have the same shape (no broadcasting)."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got "
+            f"{name_a}.shape={np.shape(a)} and {name_b}.shape={np.shape(b)}"
+        )
 
 
 def resolve(kind: str, name: Any, table: dict[str, Any]) -> Any:
-  """Returns ``table[name]``, or ``name`` itself when it is callable.
+    """Returns ``table[name]``, or ``name`` itself when it is callable.
 
-  Raises:
-    ValueError: for an unknown name; the message lists the valid ones.
-    TypeError: for anything that is neither a name nor a callable.
-  """
-  if callable(name):
-    return name
-  if not isinstance(name, str):
-    raise TypeError(f"{kind} must be a name (one of {sorted(table)}) or a function, "
-                    f"got {name!r}")
-  try:
-    return table[name]
-  except KeyError:
-    raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}") from None
+    Raises:
+      ValueError: for an unknown name; the message lists the valid ones.
+      TypeError: for anything that is neither a name nor a callable.
+    """
+    if callable(name):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{kind} must be a name (one of {sorted(table)}) or a function, got {name!r}"
+        )
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(table)}") from None
 
 
 def keywords(kind: str, name: str, fn: Callable, given: dict, skip: tuple = ()) -> None:
-  """Raises TypeError naming what ``fn`` takes when ``given`` has unknown or misses
-  required keyword arguments (``skip``: arguments the caller supplies itself)."""
-  params = {p: v for p, v in inspect.signature(fn).parameters.items() if p not in skip}
-  unknown = sorted(set(given) - set(params))
-  missing = sorted(p for p, v in params.items()
-                   if v.default is inspect.Parameter.empty and p not in given)
-  if unknown or missing:
-    problem = f"got unknown {unknown}" if unknown else f"is missing {missing}"
-    raise TypeError(f"{kind} {name!r} takes {list(params)}; the call {problem}")
+    """Raises TypeError naming what ``fn`` takes when ``given`` has unknown or misses
+    required keyword arguments (``skip``: arguments the caller supplies itself)."""
+    params = {p: v for p, v in inspect.signature(fn).parameters.items() if p not in skip}
+    unknown = sorted(set(given) - set(params))
+    missing = sorted(
+        p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in given
+    )
+    if unknown or missing:
+        problem = f"got unknown {unknown}" if unknown else f"is missing {missing}"
+        raise TypeError(f"{kind} {name!r} takes {list(params)}; the call {problem}")

@@ -15,13 +15,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from jaxnn import _checks
 from jaxnn.base import Activation, Array
+
+__all__ = ["NAMES", "get", "identity", "relu", "sigmoid", "softmax", "tanh"]
 
 sigmoid = jax.nn.sigmoid
 tanh = jnp.tanh
@@ -30,8 +32,8 @@ softmax = jax.nn.softmax
 
 
 def identity(a: Array) -> Array:
-  """h(a) = a: the linear activation (and the output layer's default)."""
-  return a
+    """h(a) = a: the linear activation (and the output layer's default)."""
+    return a
 
 
 _ACTIVATIONS: dict[str, Activation] = {
@@ -46,10 +48,10 @@ NAMES = tuple(_ACTIVATIONS)
 
 
 def get(name: str | Callable[[Array], Array]) -> Activation:
-  """Returns the activation called ``name``; a callable is returned unchanged.
+    """Returns the activation called ``name``; a callable is returned unchanged.
 
-  Raises:
-    ValueError: for an unknown name (the message lists the valid ones).
-    TypeError: for anything that is neither a name nor a callable.
-  """
-  return _checks.resolve("activation", name, _ACTIVATIONS)
+    Raises:
+      ValueError: for an unknown name (the message lists the valid ones).
+      TypeError: for anything that is neither a name nor a callable.
+    """
+    return _checks.resolve("activation", name, _ACTIVATIONS)

@@ -12,10 +12,23 @@ Flax or Equinox parameter trees alike; pass an explicit mask where it does not f
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+__all__ = [
+    "Activation",
+    "Array",
+    "DType",
+    "Initializer",
+    "PRNGKey",
+    "Params",
+    "Shape",
+    "State",
+    "weight_mask",
+]
 
 Array = jax.Array
 PRNGKey = jax.Array
@@ -28,16 +41,16 @@ Activation = Callable[[Array], Array]
 
 
 def weight_mask(params: Params) -> Any:
-  """Marks the weights of a pytree: True for leaves with ``ndim >= 2``, False otherwise.
+    """Marks the weights of a pytree: True for leaves with ``ndim >= 2``, False otherwise.
 
-  Args:
-    params: any pytree of arrays.
+    Args:
+      params: any pytree of arrays.
 
-  Returns:
-    A pytree of the same structure with a Python bool per leaf, usable as an optax mask.
+    Returns:
+      A pytree of the same structure with a Python bool per leaf, usable as an optax mask.
 
-  Example:
-    >>> weight_mask([{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}])
-    [{'b': False, 'w': True}]
-  """
-  return jax.tree.map(lambda leaf: jnp.ndim(leaf) >= 2, params)
+    Example:
+      >>> weight_mask([{"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}])
+      [{'b': False, 'w': True}]
+    """
+    return jax.tree.map(lambda leaf: jnp.ndim(leaf) >= 2, params)

@@ -5,7 +5,8 @@
 * :func:`moons`, :func:`spirals` — generated 2-D classification problems.
 * :func:`quadratic_bowl` — E(w) = ½(w − w*)ᵀA(w − w*) with prescribed eigenvalues, so
   its Hessian A, its spectrum and its condition number are known exactly.
-* :func:`single_neuron` — seed 001's one-example problem: input 1, target 0.
+* :func:`single_neuron` — notes 001's one-example problem: input 1, target 0.
+* :func:`load` — the classification sets by name (:data:`NAMES`), as the commands take them.
 
 Plus the plumbing every training run needs: :func:`train_test_split` (from a key),
 :func:`standardized` (μ, σ from the training split applied to both) and
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,262 +27,328 @@ import numpy as np
 from jaxnn import _checks, initializers, normalization
 from jaxnn.base import Array, Params, PRNGKey
 
+__all__ = [
+    "NAMES",
+    "Dataset",
+    "QuadraticBowl",
+    "batch_indices",
+    "digits",
+    "load",
+    "moons",
+    "quadratic_bowl",
+    "single_neuron",
+    "single_neuron_params",
+    "spirals",
+    "standardized",
+    "train_test_split",
+]
+
 
 class Dataset(NamedTuple):
-  """Inputs ``x`` of shape ``(n, features)`` and targets ``y`` with ``n`` rows."""
-  x: Array
-  y: Array
+    """Inputs ``x`` of shape ``(n, features)`` and targets ``y`` with ``n`` rows."""
+
+    x: Array
+    y: Array
 
 
 def _float_dtype() -> Any:
-  """float64 when ``jax_enable_x64`` is on, float32 otherwise."""
-  return jnp.result_type(float)
+    """float64 when ``jax_enable_x64`` is on, float32 otherwise."""
+    return jnp.result_type(float)
 
 
 def digits() -> Dataset:
-  """scikit-learn's handwritten digits: x (1797, 64) float pixels in [0, 16], y int32.
+    """scikit-learn's handwritten digits: x (1797, 64) float pixels in [0, 16], y int32.
 
-  The data ship inside scikit-learn (``sklearn.datasets.load_digits``); no network. The
-  bundled file (``sklearn/datasets/data/digits.csv.gz``: 64 pixels and the label per row)
-  is read directly, without importing scikit-learn (a second or two per process); where
-  it is not found, ``load_digits`` reads it.
-  """
-  table = _bundled_digits()
-  if table is None:
-    from sklearn.datasets import load_digits  # a slow import, only as the fallback
+    The data ship inside scikit-learn (``sklearn.datasets.load_digits``); no network. The
+    bundled file (``sklearn/datasets/data/digits.csv.gz``: 64 pixels and the label per row)
+    is read directly, without importing scikit-learn (a second or two per process); where
+    it is not found, ``load_digits`` reads it.
+    """
+    table = _bundled_digits()
+    if table is None:
+        from sklearn.datasets import load_digits  # a slow import, only as the fallback
 
-    data = load_digits()
-    return Dataset(jax.device_put(np.asarray(data.data, np.float32)),
-                   jax.device_put(np.asarray(data.target, np.int32)))
-  return Dataset(jax.device_put(table[:, :-1].astype(np.float32)),
-                 jax.device_put(table[:, -1].astype(np.int32)))
+        data = load_digits()
+        return Dataset(
+            jax.device_put(np.asarray(data.data, np.float32)),
+            jax.device_put(np.asarray(data.target, np.int32)),
+        )
+    return Dataset(
+        jax.device_put(table[:, :-1].astype(np.float32)),
+        jax.device_put(table[:, -1].astype(np.int32)),
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def _bundled_digits() -> np.ndarray | None:
-  """scikit-learn's digits table, (1797, 65), read from its own file (None if absent)."""
-  import importlib.util
-  import os
+    """scikit-learn's digits table, (1797, 65), read from its own file (None if absent)."""
+    import importlib.util
+    import os
 
-  spec = importlib.util.find_spec("sklearn")
-  if spec is None or not spec.submodule_search_locations:
-    return None
-  path = os.path.join(spec.submodule_search_locations[0], "datasets", "data",
-                      "digits.csv.gz")
-  if not os.path.exists(path):
-    return None
-  table = np.loadtxt(path, delimiter=",")
-  table.flags.writeable = False
-  return table if table.shape == (1797, 65) else None
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    if not os.path.exists(path):
+        return None
+    table = np.loadtxt(path, delimiter=",")
+    table.flags.writeable = False
+    return table if table.shape == (1797, 65) else None
 
 
 def _check_noise(noise: float) -> None:
-  _checks.real_scalar("noise", noise)
-  _checks.in_range("noise", noise, 0.0)
+    _checks.real_scalar("noise", noise)
+    _checks.in_range("noise", noise, 0.0)
 
 
 def moons(n: int = 200, *, key: PRNGKey, noise: float = 0.1) -> Dataset:
-  """Two interleaving half circles, labels 0 and 1, shuffled.
+    """Two interleaving half circles, labels 0 and 1, shuffled.
 
-  Class 0: (cos t, sin t); class 1: (1 − cos t, ½ − sin t), t evenly spaced on [0, π],
-  plus N(0, noise²) on each coordinate. Class 0 gets ⌈n/2⌉ points.
+    Class 0: (cos t, sin t); class 1: (1 − cos t, ½ − sin t), t evenly spaced on [0, π],
+    plus N(0, noise²) on each coordinate. Class 0 gets ⌈n/2⌉ points.
 
-  Args:
-    n: number of points, ≥ 2.
-    key: PRNG key for the noise and the shuffle.
-    noise: standard deviation of the Gaussian noise, ≥ 0.
-  """
-  n = _checks.positive_int("n", n, 2)
-  _check_noise(noise)
-  return Dataset(*_moons(key, n, noise))
+    Args:
+      n: number of points, ≥ 2.
+      key: PRNG key for the noise and the shuffle.
+      noise: standard deviation of the Gaussian noise, ≥ 0.
+    """
+    n = _checks.positive_int("n", n, 2)
+    _check_noise(noise)
+    return Dataset(*_moons(key, n, noise))
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _moons(key, n, noise):
-  n0 = (n + 1) // 2
-  t0 = jnp.linspace(0.0, jnp.pi, n0)
-  t1 = jnp.linspace(0.0, jnp.pi, n - n0)
-  x = jnp.concatenate([jnp.stack([jnp.cos(t0), jnp.sin(t0)], 1),
-                       jnp.stack([1.0 - jnp.cos(t1), 0.5 - jnp.sin(t1)], 1)])
-  y = jnp.concatenate([jnp.zeros(n0, jnp.int32), jnp.ones(n - n0, jnp.int32)])
-  return _noisy_shuffled(key, x, y, noise)
+    n0 = (n + 1) // 2
+    t0 = jnp.linspace(0.0, jnp.pi, n0)
+    t1 = jnp.linspace(0.0, jnp.pi, n - n0)
+    x = jnp.concatenate(
+        [
+            jnp.stack([jnp.cos(t0), jnp.sin(t0)], 1),
+            jnp.stack([1.0 - jnp.cos(t1), 0.5 - jnp.sin(t1)], 1),
+        ]
+    )
+    y = jnp.concatenate([jnp.zeros(n0, jnp.int32), jnp.ones(n - n0, jnp.int32)])
+    return _noisy_shuffled(key, x, y, noise)
 
 
-def spirals(n: int = 300, *, key: PRNGKey, classes: int = 2, noise: float = 0.05,
-            turns: float = 1.0) -> Dataset:
-  """``classes`` interleaved spiral arms, labels 0 .. classes−1, shuffled.
+def spirals(
+    n: int = 300, *, key: PRNGKey, classes: int = 2, noise: float = 0.05, turns: float = 1.0
+) -> Dataset:
+    """``classes`` interleaved spiral arms, labels 0 .. classes−1, shuffled.
 
-  Arm c has ⌊n/classes⌋ (or one more) points at radius r evenly spaced on (0, 1] and angle
-  θ = 2πc/classes + 2π·turns·r: x = r(cos θ, sin θ) + N(0, noise²).
+    Arm c has ⌊n/classes⌋ (or one more) points at radius r evenly spaced on (0, 1] and angle
+    θ = 2πc/classes + 2π·turns·r: x = r(cos θ, sin θ) + N(0, noise²).
 
-  Args:
-    n: number of points, ≥ classes.
-    key: PRNG key for the noise and the shuffle.
-    classes: number of arms, ≥ 2.
-    noise: standard deviation of the Gaussian noise, ≥ 0.
-    turns: how many full turns each arm makes, > 0.
-  """
-  classes = _checks.positive_int("classes", classes, 2)
-  n = _checks.positive_int("n", n, classes)
-  _check_noise(noise)
-  _checks.in_range("turns", turns, 0.0, low_open=True)
-  return Dataset(*_spirals(key, n, classes, noise, turns))
+    Args:
+      n: number of points, ≥ classes.
+      key: PRNG key for the noise and the shuffle.
+      classes: number of arms, ≥ 2.
+      noise: standard deviation of the Gaussian noise, ≥ 0.
+      turns: how many full turns each arm makes, > 0.
+    """
+    classes = _checks.positive_int("classes", classes, 2)
+    n = _checks.positive_int("n", n, classes)
+    _check_noise(noise)
+    _checks.in_range("turns", turns, 0.0, low_open=True)
+    return Dataset(*_spirals(key, n, classes, noise, turns))
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _spirals(key, n, classes, noise, turns):
-  xs, ys = [], []
-  for c in range(classes):
-    m = n // classes + (1 if c < n % classes else 0)
-    r = jnp.linspace(1.0 / m, 1.0, m)
-    theta = 2 * jnp.pi * c / classes + 2 * jnp.pi * turns * r
-    xs.append(jnp.stack([r * jnp.cos(theta), r * jnp.sin(theta)], 1))
-    ys.append(jnp.full((m,), c, jnp.int32))
-  return _noisy_shuffled(key, jnp.concatenate(xs), jnp.concatenate(ys), noise)
+    xs, ys = [], []
+    for c in range(classes):
+        m = n // classes + (1 if c < n % classes else 0)
+        r = jnp.linspace(1.0 / m, 1.0, m)
+        theta = 2 * jnp.pi * c / classes + 2 * jnp.pi * turns * r
+        xs.append(jnp.stack([r * jnp.cos(theta), r * jnp.sin(theta)], 1))
+        ys.append(jnp.full((m,), c, jnp.int32))
+    return _noisy_shuffled(key, jnp.concatenate(xs), jnp.concatenate(ys), noise)
 
 
 def _noisy_shuffled(key: PRNGKey, x: Array, y: Array, noise: float) -> Dataset:
-  noise_key, perm_key = jax.random.split(key)
-  x = x + noise * jax.random.normal(noise_key, x.shape)
-  perm = jax.random.permutation(perm_key, x.shape[0])
-  return Dataset(x[perm].astype(jnp.float32), y[perm])
+    noise_key, perm_key = jax.random.split(key)
+    x = x + noise * jax.random.normal(noise_key, x.shape)
+    perm = jax.random.permutation(perm_key, x.shape[0])
+    return Dataset(x[perm].astype(jnp.float32), y[perm])
 
 
 class QuadraticBowl(NamedTuple):
-  """E(w) = ½(w − w*)ᵀA(w − w*) with A = U diag(λ) Uᵀ.
+    """E(w) = ½(w − w*)ᵀA(w − w*) with A = U diag(λ) Uᵀ.
 
-  Fields:
-    loss: ``loss(w) -> scalar`` for ``w`` of shape ``(d,)``.
-    matrix: A, shape ``(d, d)``, exactly symmetric: the Hessian of ``loss`` everywhere.
-    minimizer: w*, shape ``(d,)`` (a saddle point if some λ < 0).
-    eigenvalues: λ in ascending order, shape ``(d,)``.
-    eigenvectors: U, orthonormal columns matching ``eigenvalues``, shape ``(d, d)``.
-  """
-  loss: Callable[[Array], Array]
-  matrix: Array
-  minimizer: Array
-  eigenvalues: Array
-  eigenvectors: Array
+    Fields:
+      loss: ``loss(w) -> scalar`` for ``w`` of shape ``(d,)``.
+      matrix: A, shape ``(d, d)``, exactly symmetric: the Hessian of ``loss`` everywhere.
+      minimizer: w*, shape ``(d,)`` (a saddle point if some λ < 0).
+      eigenvalues: λ in ascending order, shape ``(d,)``.
+      eigenvectors: U, orthonormal columns matching ``eigenvalues``, shape ``(d, d)``.
+    """
 
-  @property
-  def condition_number(self) -> float:
-    """κ = λmax/λmin when every λ > 0, else infinity."""
-    lam = np.asarray(self.eigenvalues)
-    return float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
+    loss: Callable[[Array], Array]
+    matrix: Array
+    minimizer: Array
+    eigenvalues: Array
+    eigenvectors: Array
+
+    @property
+    def condition_number(self) -> float:
+        """κ = λmax/λmin when every λ > 0, else infinity."""
+        lam = np.asarray(self.eigenvalues)
+        return float(lam[-1] / lam[0]) if lam[0] > 0 else math.inf
 
 
-def quadratic_bowl(eigenvalues: Any, *, key: PRNGKey | None = None,
-                   minimizer: Any = None) -> QuadraticBowl:
-  """A quadratic with prescribed Hessian eigenvalues (and so a known condition number).
+def quadratic_bowl(
+    eigenvalues: Any, *, key: PRNGKey | None = None, minimizer: Any = None
+) -> QuadraticBowl:
+    """A quadratic with prescribed Hessian eigenvalues (and so a known condition number).
 
-  Args:
-    eigenvalues: λ_1..λ_d, finite reals (any order; stored ascending). Positive values
-      make a bowl; a negative one makes w* a saddle point.
-    key: if given, the eigenvectors are a random rotation (Haar-distributed, from the QR
-      decomposition of a Gaussian matrix); if None, they are the coordinate axes.
-    minimizer: w*, shape ``(d,)``; default zeros.
+    Args:
+      eigenvalues: λ_1..λ_d, finite reals (any order; stored ascending). Positive values
+        make a bowl; a negative one makes w* a saddle point.
+      key: if given, the eigenvectors are a random rotation (Haar-distributed, from the QR
+        decomposition of a Gaussian matrix); if None, they are the coordinate axes.
+      minimizer: w*, shape ``(d,)``; default zeros.
 
-  Example:
-    >>> bowl = quadratic_bowl([1.0, 100.0])
-    >>> bowl.condition_number
-    100.0
-  """
-  dtype = _float_dtype()
-  lam = _checks.concrete(eigenvalues)
-  if lam is None or lam.ndim != 1 or lam.size == 0:
-    raise ValueError(f"eigenvalues must be a non-empty 1-D list of concrete numbers, got "
-                     f"{eigenvalues!r:.80}")
-  _checks.finite("eigenvalues", lam)
-  lam = np.sort(lam).astype(dtype)
-  d = lam.shape[0]
-  if key is None:
-    u = np.eye(d, dtype=dtype)
-  else:  # the QR of a Gaussian matrix, signs fixed: Haar-distributed (built on the host)
-    q, r = np.linalg.qr(np.asarray(initializers.standard("normal", key, (d, d), dtype)))
-    u = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(dtype)
-  a = (u * lam) @ u.T
-  a, lam, u = jax.device_put((0.5 * (a + a.T), lam, u))
-  if minimizer is None:
-    w_star = jax.device_put(np.zeros((d,), dtype))
-  else:
-    w_star = jnp.asarray(minimizer, dtype)
-    if w_star.shape != (d,):
-      raise ValueError(f"minimizer must have shape ({d},) to match the {d} eigenvalues, "
-                       f"got shape {w_star.shape}")
-    _checks.finite("minimizer", w_star)
+    Example:
+      >>> bowl = quadratic_bowl([1.0, 100.0])
+      >>> bowl.condition_number
+      100.0
+    """
+    dtype = _float_dtype()
+    lam = _checks.concrete(eigenvalues)
+    if lam is None or lam.ndim != 1 or lam.size == 0:
+        raise ValueError(
+            f"eigenvalues must be a non-empty 1-D list of concrete numbers, got {eigenvalues!r:.80}"
+        )
+    _checks.finite("eigenvalues", lam)
+    lam = np.sort(lam).astype(dtype)
+    d = lam.shape[0]
+    if key is None:
+        u = np.eye(d, dtype=dtype)
+    else:  # the QR of a Gaussian matrix, signs fixed: Haar-distributed (built on the host)
+        q, r = np.linalg.qr(np.asarray(initializers.standard("normal", key, (d, d), dtype)))
+        u = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(dtype)
+    a = (u * lam) @ u.T
+    a, lam, u = jax.device_put((0.5 * (a + a.T), lam, u))
+    if minimizer is None:
+        w_star = jax.device_put(np.zeros((d,), dtype))
+    else:
+        w_star = jnp.asarray(minimizer, dtype)
+        if w_star.shape != (d,):
+            raise ValueError(
+                f"minimizer must have shape ({d},) to match the {d} eigenvalues, "
+                f"got shape {w_star.shape}"
+            )
+        _checks.finite("minimizer", w_star)
 
-  def loss(w: Array) -> Array:
-    e = jnp.asarray(w) - w_star
-    return 0.5 * e @ (a @ e)
+    def loss(w: Array) -> Array:
+        e = jnp.asarray(w) - w_star
+        return 0.5 * e @ (a @ e)
 
-  return QuadraticBowl(loss, a, w_star, lam, u)
+    return QuadraticBowl(loss, a, w_star, lam, u)
 
 
 def single_neuron() -> Dataset:
-  """Seed 001's slow-learning problem: one example, input x = 1, target y = 0."""
-  return Dataset(jnp.ones((1, 1), jnp.float32), jnp.zeros((1, 1), jnp.float32))
+    """Seed 001's slow-learning problem: one example, input x = 1, target y = 0."""
+    return Dataset(jnp.ones((1, 1), jnp.float32), jnp.zeros((1, 1), jnp.float32))
 
 
 def single_neuron_params(w: float, b: float) -> Params:
-  """Params of the one-weight, one-bias neuron a = wx + b, in :func:`jaxnn.init_mlp`'s
-  layout (the seed starts from w=0.6, b=0.9 and from w=2, b=2)."""
-  return [{"w": jnp.full((1, 1), w, jnp.float32), "b": jnp.full((1,), b, jnp.float32)}]
+    """Params of the one-weight, one-bias neuron a = wx + b, in :func:`jaxnn.init_mlp`'s
+    layout (the seed starts from w=0.6, b=0.9 and from w=2, b=2)."""
+    return [{"w": jnp.full((1, 1), w, jnp.float32), "b": jnp.full((1,), b, jnp.float32)}]
 
 
-def train_test_split(data: Dataset, *, key: PRNGKey,
-                     test_fraction: float = 0.2) -> tuple[Dataset, Dataset]:
-  """Shuffles the rows with ``key`` and splits off round(n·test_fraction) for testing.
+def train_test_split(
+    data: Dataset, *, key: PRNGKey, test_fraction: float = 0.2
+) -> tuple[Dataset, Dataset]:
+    """Shuffles the rows with ``key`` and splits off round(n·test_fraction) for testing.
 
-  Raises:
-    ValueError: if x and y differ in length, test_fraction is outside (0, 1), or either
-      part would be empty.
-  """
-  x, y = data
-  n = int(np.shape(x)[0]) if np.ndim(x) else 0
-  if np.ndim(x) < 1 or np.ndim(y) < 1 or np.shape(y)[0] != n:
-    raise ValueError(f"data.x and data.y must have the same number of rows, got shapes "
-                     f"{np.shape(x)} and {np.shape(y)}")
-  _checks.in_range("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
-  n_test = int(round(n * float(test_fraction)))
-  if n_test < 1 or n_test > n - 1:
-    raise ValueError(f"test_fraction={test_fraction} of n={n} rows leaves an empty split "
-                     f"(test: {n_test}, train: {n - n_test})")
-  train, test = _split(key, jnp.asarray(x), jnp.asarray(y), n_test)
-  return Dataset(*train), Dataset(*test)
+    Raises:
+      ValueError: if x and y differ in length, test_fraction is outside (0, 1), or either
+        part would be empty.
+    """
+    x, y = data
+    n = int(np.shape(x)[0]) if np.ndim(x) else 0
+    if np.ndim(x) < 1 or np.ndim(y) < 1 or np.shape(y)[0] != n:
+        raise ValueError(
+            f"data.x and data.y must have the same number of rows, got shapes "
+            f"{np.shape(x)} and {np.shape(y)}"
+        )
+    _checks.in_range("test_fraction", test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    n_test = round(n * float(test_fraction))
+    if n_test < 1 or n_test > n - 1:
+        raise ValueError(
+            f"test_fraction={test_fraction} of n={n} rows leaves an empty split "
+            f"(test: {n_test}, train: {n - n_test})"
+        )
+    train, test = _split(key, jnp.asarray(x), jnp.asarray(y), n_test)
+    return Dataset(*train), Dataset(*test)
 
 
 @functools.partial(jax.jit, static_argnums=3)
 def _split(key, x, y, n_test):
-  perm = jax.random.permutation(key, x.shape[0])
-  test, train = perm[:n_test], perm[n_test:]
-  return (x[train], y[train]), (x[test], y[test])
+    perm = jax.random.permutation(key, x.shape[0])
+    test, train = perm[:n_test], perm[n_test:]
+    return (x[train], y[train]), (x[test], y[test])
 
 
-def standardized(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset,
-                                                         normalization.DataStats]:
-  """Standardises both splits' inputs with μ, σ fitted on the training split only.
+def standardized(train: Dataset, test: Dataset) -> tuple[Dataset, Dataset, normalization.DataStats]:
+    """Standardises both splits' inputs with μ, σ fitted on the training split only.
 
-  Constant features (σ = 0, e.g. the digits' always-blank corner pixels) map to 0.
+    Constant features (σ = 0, e.g. the digits' always-blank corner pixels) map to 0.
 
-  Returns:
-    ``(train, test, stats)`` with x̃ = (x − μ)/σ; the targets are unchanged.
-  """
-  stats = normalization.fit_standardizer(train.x, name="train.x")
-  return (Dataset(normalization.standardize(train.x, stats, name="train.x"), train.y),
-          Dataset(normalization.standardize(test.x, stats, name="test.x"), test.y), stats)
+    Returns:
+      ``(train, test, stats)`` with x̃ = (x − μ)/σ; the targets are unchanged.
+    """
+    stats = normalization.fit_standardizer(train.x, name="train.x")
+    return (
+        Dataset(normalization.standardize(train.x, stats, name="train.x"), train.y),
+        Dataset(normalization.standardize(test.x, stats, name="test.x"), test.y),
+        stats,
+    )
 
 
 def batch_indices(key: PRNGKey, n: int, batch_size: int) -> Array:
-  """A random partition of range(n) into full minibatches, usable inside ``jit``.
+    """A random partition of range(n) into full minibatches, usable inside ``jit``.
 
-  Returns:
-    int array of shape ``(n // batch_size, batch_size)``: row k holds the indices of
-    minibatch k. The n mod batch_size left-over examples are dropped for this pass; a
-    fresh key per epoch drops different ones. ``n`` and ``batch_size`` are static ints.
-  """
-  n = _checks.positive_int("n", n)
-  batch_size = _checks.positive_int("batch_size", batch_size)
-  if batch_size > n:
-    raise ValueError(f"batch_size must be at most n={n}, got batch_size={batch_size}")
-  batches = n // batch_size
-  return jax.random.permutation(key, n)[:batches * batch_size].reshape(batches, batch_size)
+    Returns:
+      int array of shape ``(n // batch_size, batch_size)``: row k holds the indices of
+      minibatch k. The n mod batch_size left-over examples are dropped for this pass; a
+      fresh key per epoch drops different ones. ``n`` and ``batch_size`` are static ints.
+    """
+    n = _checks.positive_int("n", n)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be at most n={n}, got batch_size={batch_size}")
+    batches = n // batch_size
+    return jax.random.permutation(key, n)[: batches * batch_size].reshape(batches, batch_size)
+
+
+#: The classification datasets :func:`load` knows by name.
+NAMES = ("digits", "moons", "spirals")
+
+
+def load(name: str, *, key: PRNGKey | None = None, n: int = 200) -> Dataset:
+    """The built-in classification dataset ``name`` (one of :data:`NAMES`).
+
+    Args:
+      name: "digits" (:func:`digits`, fixed: 1,797 examples), "moons" or "spirals"
+        (generated: :func:`moons`, :func:`spirals`).
+      key: PRNG key for a generated dataset (typed or legacy ``uint32[2]``); required for
+        "moons" and "spirals", unused for "digits".
+      n: how many examples to generate.
+
+    Example:
+      >>> import jax
+      >>> from jaxnn import datasets
+      >>> datasets.load("moons", key=jax.random.key(0), n=100).x.shape
+      (100, 2)
+    """
+    if name not in NAMES:
+        raise ValueError(f"name must be one of {', '.join(NAMES)}, got {name!r}")
+    if name == "digits":
+        return digits()
+    if key is None:
+        raise ValueError(f"load({name!r}) generates its data: pass key=jax.random.key(seed)")
+    return (moons if name == "moons" else spirals)(n, key=key)

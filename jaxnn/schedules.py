@@ -24,127 +24,141 @@ References: Loshchilov & Hutter 2017 (SGDR); Smith 2017 (cyclical learning rates
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 import optax
 
 from jaxnn import _checks
 
+__all__ = [
+    "NAMES",
+    "Schedule",
+    "constant",
+    "cosine_restarts",
+    "cyclic",
+    "exponential",
+    "get",
+    "linear",
+    "power_law",
+    "step",
+]
+
 Schedule = Callable[[Any], Any]
 
 
 def _rate(name: str, value: Any) -> Any:
-  return _checks.in_range(name, value, 0.0)
+    return _checks.in_range(name, value, 0.0)
 
 
 def _period(name: str, value: Any) -> Any:
-  return _checks.in_range(name, value, 0.0, low_open=True)
+    return _checks.in_range(name, value, 0.0, low_open=True)
 
 
 def constant(eta: float) -> Schedule:
-  """η_τ = η for every step."""
-  return optax.constant_schedule(_rate("eta", eta))
+    """η_τ = η for every step."""
+    return optax.constant_schedule(_rate("eta", eta))
 
 
 def linear(eta0: float, eta_k: float, k: int) -> Schedule:
-  """η_τ = (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, held at η_k afterwards (seed 001)."""
-  _rate("eta0", eta0)
-  _rate("eta_k", eta_k)
-  k = _checks.positive_int("k", k)
-  return optax.linear_schedule(eta0, eta_k, k)
+    """η_τ = (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, held at η_k afterwards (seed 001)."""
+    _rate("eta0", eta0)
+    _rate("eta_k", eta_k)
+    k = _checks.positive_int("k", k)
+    return optax.linear_schedule(eta0, eta_k, k)
 
 
 def power_law(eta0: float, s: float, c: float) -> Schedule:
-  """η_τ = η₀(1 + τ/s)^c (seed 001); c < 0 decays, like 1/τ^|c| for τ ≫ s."""
-  _rate("eta0", eta0)
-  _period("s", s)
-  _checks.real_scalar("c", c)
+    """η_τ = η₀(1 + τ/s)^c (seed 001); c < 0 decays, like 1/τ^|c| for τ ≫ s."""
+    _rate("eta0", eta0)
+    _period("s", s)
+    _checks.real_scalar("c", c)
 
-  def schedule(count):
-    return eta0 * (1.0 + jnp.asarray(count, jnp.result_type(float)) / s) ** c
+    def schedule(count):
+        return eta0 * (1.0 + jnp.asarray(count, jnp.result_type(float)) / s) ** c
 
-  return schedule
+    return schedule
 
 
 def exponential(eta0: float, c: float, s: float) -> Schedule:
-  """η_τ = η₀ c^(τ/s) (seed 001): multiplied by c every s steps, smoothly."""
-  _rate("eta0", eta0)
-  _checks.in_range("c", c, 0.0, low_open=True)
-  _period("s", s)
-  return optax.exponential_decay(eta0, transition_steps=s, decay_rate=c)
+    """η_τ = η₀ c^(τ/s) (seed 001): multiplied by c every s steps, smoothly."""
+    _rate("eta0", eta0)
+    _checks.in_range("c", c, 0.0, low_open=True)
+    _period("s", s)
+    return optax.exponential_decay(eta0, transition_steps=s, decay_rate=c)
 
 
 def step(eta0: float, factor: float, every: int) -> Schedule:
-  """η_τ = η₀ factor^⌊τ/every⌋: multiplied by ``factor`` once every ``every`` steps."""
-  _rate("eta0", eta0)
-  _checks.in_range("factor", factor, 0.0, low_open=True)
-  every = _checks.positive_int("every", every)
-  return optax.exponential_decay(eta0, transition_steps=every, decay_rate=factor,
-                                 staircase=True)
+    """η_τ = η₀ factor^⌊τ/every⌋: multiplied by ``factor`` once every ``every`` steps."""
+    _rate("eta0", eta0)
+    _checks.in_range("factor", factor, 0.0, low_open=True)
+    every = _checks.positive_int("every", every)
+    return optax.exponential_decay(eta0, transition_steps=every, decay_rate=factor, staircase=True)
 
 
-def cosine_restarts(eta0: float, period: int, t_mult: float = 1.0,
-                    eta_min: float = 0.0) -> Schedule:
-  """SGDR: cosine decay from η₀ to η_min over T_i steps, then a warm restart at η₀.
+def cosine_restarts(
+    eta0: float, period: int, t_mult: float = 1.0, eta_min: float = 0.0
+) -> Schedule:
+    """SGDR: cosine decay from η₀ to η_min over T_i steps, then a warm restart at η₀.
 
-  Cycle i lasts T_i = period · t_mult^i steps and starts at
-  S_i = period (t_mult^i − 1)/(t_mult − 1) (S_i = i·period when t_mult = 1). Within it,
-  with τ_cur = τ − S_i: η_τ = η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i)).
+    Cycle i lasts T_i = period · t_mult^i steps and starts at
+    S_i = period (t_mult^i − 1)/(t_mult − 1) (S_i = i·period when t_mult = 1). Within it,
+    with τ_cur = τ − S_i: η_τ = η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i)).
 
-  Args:
-    eta0: η₀ ≥ η_min ≥ 0, the rate at every restart.
-    period: T_0 ≥ 1, the first cycle's length in steps.
-    t_mult: growth factor of the cycle length, ≥ 1.
-    eta_min: the rate each cycle decays to.
-  """
-  _rate("eta0", eta0)
-  _rate("eta_min", eta_min)
-  period = _checks.positive_int("period", period)
-  _checks.in_range("t_mult", t_mult, 1.0)
-  if eta_min > eta0:
-    raise ValueError(f"eta_min must be at most eta0={eta0}, got eta_min={eta_min}")
+    Args:
+      eta0: η₀ ≥ η_min ≥ 0, the rate at every restart.
+      period: T_0 ≥ 1, the first cycle's length in steps.
+      t_mult: growth factor of the cycle length, ≥ 1.
+      eta_min: the rate each cycle decays to.
+    """
+    _rate("eta0", eta0)
+    _rate("eta_min", eta_min)
+    period = _checks.positive_int("period", period)
+    _checks.in_range("t_mult", t_mult, 1.0)
+    if eta_min > eta0:
+        raise ValueError(f"eta_min must be at most eta0={eta0}, got eta_min={eta_min}")
 
-  def start(i):
-    if t_mult == 1.0:
-      return period * i
-    return period * (t_mult**i - 1.0) / (t_mult - 1.0)
+    def start(i):
+        if t_mult == 1.0:
+            return period * i
+        return period * (t_mult**i - 1.0) / (t_mult - 1.0)
 
-  def schedule(count):
-    tau = jnp.asarray(count, jnp.result_type(float))
-    if t_mult == 1.0:
-      i = jnp.floor(tau / period)
-    else:
-      i = jnp.floor(jnp.log1p(tau * (t_mult - 1.0) / period) / math.log(t_mult))
-      # correct the logarithm's round-off at cycle boundaries
-      i = jnp.where(start(i + 1) <= tau, i + 1, i)
-      i = jnp.where(start(i) > tau, i - 1, i)
-    length = period * t_mult**i
-    progress = (tau - start(i)) / length
-    return eta_min + 0.5 * (eta0 - eta_min) * (1.0 + jnp.cos(jnp.pi * progress))
+    def schedule(count):
+        tau = jnp.asarray(count, jnp.result_type(float))
+        if t_mult == 1.0:
+            i = jnp.floor(tau / period)
+        else:
+            i = jnp.floor(jnp.log1p(tau * (t_mult - 1.0) / period) / math.log(t_mult))
+            # correct the logarithm's round-off at cycle boundaries
+            i = jnp.where(start(i + 1) <= tau, i + 1, i)
+            i = jnp.where(start(i) > tau, i - 1, i)
+        length = period * t_mult**i
+        progress = (tau - start(i)) / length
+        return eta_min + 0.5 * (eta0 - eta_min) * (1.0 + jnp.cos(jnp.pi * progress))
 
-  return schedule
+    return schedule
 
 
 def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
-  """Triangular cyclic rate: up from η_min to η_max over ``half_period`` steps, back down.
+    """Triangular cyclic rate: up from η_min to η_max over ``half_period`` steps, back down.
 
-  η_τ = η_min + (η_max − η_min) · (1 − |(τ mod 2h)/h − 1|) with h = half_period,
-  i.e. η_min at τ = 0, 2h, 4h, ... and η_max at τ = h, 3h, ... The phase τ mod 2h is
-  taken first (exactly, in the step count's own integer type), so the rate is as accurate
-  at step 10⁷ as at step 1: dividing τ itself by h in float32 would lose the phase.
-  """
-  _rate("eta_min", eta_min)
-  _rate("eta_max", eta_max)
-  half_period = _checks.positive_int("half_period", half_period)
-  if eta_min > eta_max:
-    raise ValueError(f"eta_min must be at most eta_max={eta_max}, got eta_min={eta_min}")
+    η_τ = η_min + (η_max − η_min) · (1 − |(τ mod 2h)/h − 1|) with h = half_period,
+    i.e. η_min at τ = 0, 2h, 4h, ... and η_max at τ = h, 3h, ... The phase τ mod 2h is
+    taken first (exactly, in the step count's own integer type), so the rate is as accurate
+    at step 10⁷ as at step 1: dividing τ itself by h in float32 would lose the phase.
+    """
+    _rate("eta_min", eta_min)
+    _rate("eta_max", eta_max)
+    half_period = _checks.positive_int("half_period", half_period)
+    if eta_min > eta_max:
+        raise ValueError(f"eta_min must be at most eta_max={eta_max}, got eta_min={eta_min}")
 
-  def schedule(count):
-    phase = jnp.mod(jnp.asarray(count), 2 * half_period).astype(jnp.result_type(float))
-    return eta_min + (eta_max - eta_min) * (1.0 - jnp.abs(phase / half_period - 1.0))
+    def schedule(count):
+        phase = jnp.mod(jnp.asarray(count), 2 * half_period).astype(jnp.result_type(float))
+        return eta_min + (eta_max - eta_min) * (1.0 - jnp.abs(phase / half_period - 1.0))
 
-  return schedule
+    return schedule
 
 
 _SCHEDULES = {
@@ -161,9 +175,9 @@ NAMES = tuple(_SCHEDULES)
 
 
 def get(name: str | Schedule, **kwargs: Any) -> Schedule:
-  """Builds the schedule called ``name`` with ``kwargs``; a callable is returned as is."""
-  if callable(name):
-    return name
-  fn = _checks.resolve("schedule", name, _SCHEDULES)
-  _checks.keywords("schedule", name, fn, kwargs)
-  return fn(**kwargs)
+    """Builds the schedule called ``name`` with ``kwargs``; a callable is returned as is."""
+    if callable(name):
+        return name
+    fn = _checks.resolve("schedule", name, _SCHEDULES)
+    _checks.keywords("schedule", name, fn, kwargs)
+    return fn(**kwargs)

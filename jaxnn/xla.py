@@ -33,6 +33,8 @@ import importlib.util
 import mmap
 from pathlib import Path
 
+__all__ = ["FUSION_EMITTERS", "LOWEST_OPTIMIZATION", "compile_light_flags", "knows_flag"]
+
 #: The flags :func:`compile_light_flags` adds: name -> value.
 FUSION_EMITTERS = {"xla_cpu_use_fusion_emitters": "false"}
 LOWEST_OPTIMIZATION = {"xla_backend_optimization_level": "0"}
@@ -42,59 +44,66 @@ _LIBRARIES = ("*jax_common.*", "xla_extension.*")
 
 
 def _flag_names(flags: str) -> set[str]:
-  """The names of the flags in an ``XLA_FLAGS`` value: ``"--a=1 --b"`` -> ``{"a", "b"}``."""
-  return {word.lstrip("-").split("=", 1)[0] for word in flags.split() if word.startswith("--")}
+    """The names of the flags in an ``XLA_FLAGS`` value: ``"--a=1 --b"`` -> ``{"a", "b"}``."""
+    return {word.lstrip("-").split("=", 1)[0] for word in flags.split() if word.startswith("--")}
 
 
 def knows_flag(name: str) -> bool:
-  """Whether the installed XLA (in jaxlib) defines the flag ``name`` (without ``--``).
+    """Whether the installed XLA (in jaxlib) defines the flag ``name`` (without ``--``).
 
-  Reads jaxlib's library for the flag's name as a whole string; False when the name is
-  absent or the library cannot be found or read, so that an answer of True is safe to
-  pass in ``XLA_FLAGS``.
-  """
-  if not isinstance(name, str):
-    raise TypeError(f"name must be a flag name (a str), got {type(name).__name__} {name!r}")
-  if not name or name.startswith("-") or "=" in name or " " in name:
-    raise ValueError(f"name must be a flag name without '--' or '=' such as "
-                     f"'xla_cpu_use_fusion_emitters', got {name!r}")
-  spec = importlib.util.find_spec("jaxlib")
-  if spec is None or spec.origin is None:
+    Reads jaxlib's library for the flag's name as a whole string; False when the name is
+    absent or the library cannot be found or read, so that an answer of True is safe to
+    pass in ``XLA_FLAGS``.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a flag name (a str), got {type(name).__name__} {name!r}")
+    if not name or name.startswith("-") or "=" in name or " " in name:
+        raise ValueError(
+            f"name must be a flag name without '--' or '=' such as "
+            f"'xla_cpu_use_fusion_emitters', got {name!r}"
+        )
+    spec = importlib.util.find_spec("jaxlib")
+    if spec is None or spec.origin is None:
+        return False
+    folder = Path(spec.origin).parent
+    needle = b"\0" + name.encode() + b"\0"
+    for path in (p for pattern in _LIBRARIES for p in sorted(folder.glob(pattern))):
+        if not path.is_file() or path.suffix == ".pyi":
+            continue
+        try:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(needle) >= 0
+        except (OSError, ValueError):
+            return False
     return False
-  folder = Path(spec.origin).parent
-  needle = b"\0" + name.encode() + b"\0"
-  for path in (p for pattern in _LIBRARIES for p in sorted(folder.glob(pattern))):
-    if not path.is_file() or path.suffix == ".pyi":
-      continue
-    try:
-      with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return data.find(needle) >= 0
-    except (OSError, ValueError):
-      return False
-  return False
 
 
 def compile_light_flags(flags: str | None = None, *, lowest_optimization: bool = False) -> str:
-  """``flags`` (an ``XLA_FLAGS`` value; None reads as empty) with the faster-compiling
-  settings appended: :data:`FUSION_EMITTERS` always, :data:`LOWEST_OPTIMIZATION` too when
-  ``lowest_optimization`` (compiled code runs slower; for test suites and passes of
-  brief runs such as ``python -m experiments --quick``).
+    """``flags`` (an ``XLA_FLAGS`` value; None reads as empty) with the faster-compiling
+    settings appended: :data:`FUSION_EMITTERS` always, :data:`LOWEST_OPTIMIZATION` too when
+    ``lowest_optimization`` (compiled code runs slower; for test suites and passes of
+    brief runs such as ``python -m experiments --quick``).
 
-  A flag already named in ``flags`` keeps the user's value; a flag the installed XLA does
-  not know (:func:`knows_flag`) is left out, since XLA would abort on it. Set the result
-  as ``os.environ["XLA_FLAGS"]`` before JAX's first computation; later it has no effect.
-  """
-  if flags is None:
-    flags = ""
-  if not isinstance(flags, str):
-    raise TypeError(f"flags must be an XLA_FLAGS string such as '--xla_foo=1' or None, "
-                    f"got {type(flags).__name__} {flags!r}")
-  if not isinstance(lowest_optimization, bool):
-    raise TypeError(f"lowest_optimization must be True or False, got {lowest_optimization!r}")
-  wanted = dict(FUSION_EMITTERS)
-  if lowest_optimization:
-    wanted.update(LOWEST_OPTIMIZATION)
-  given = _flag_names(flags)
-  added = [f"--{name}={value}" for name, value in wanted.items()
-           if name not in given and knows_flag(name)]
-  return " ".join([flags.strip(), *added]).strip()
+    A flag already named in ``flags`` keeps the user's value; a flag the installed XLA does
+    not know (:func:`knows_flag`) is left out, since XLA would abort on it. Set the result
+    as ``os.environ["XLA_FLAGS"]`` before JAX's first computation; later it has no effect.
+    """
+    if flags is None:
+        flags = ""
+    if not isinstance(flags, str):
+        raise TypeError(
+            f"flags must be an XLA_FLAGS string such as '--xla_foo=1' or None, "
+            f"got {type(flags).__name__} {flags!r}"
+        )
+    if not isinstance(lowest_optimization, bool):
+        raise TypeError(f"lowest_optimization must be True or False, got {lowest_optimization!r}")
+    wanted = dict(FUSION_EMITTERS)
+    if lowest_optimization:
+        wanted.update(LOWEST_OPTIMIZATION)
+    given = _flag_names(flags)
+    added = [
+        f"--{name}={value}"
+        for name, value in wanted.items()
+        if name not in given and knows_flag(name)
+    ]
+    return " ".join([flags.strip(), *added]).strip()

@@ -16,5 +16,6 @@ import os
 from jaxnn import xla
 
 if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
-  os.environ["XLA_FLAGS"] = xla.compile_light_flags(os.environ.get("XLA_FLAGS"),
-                                                    lowest_optimization=True)
+    os.environ["XLA_FLAGS"] = xla.compile_light_flags(
+        os.environ.get("XLA_FLAGS"), lowest_optimization=True
+    )

@@ -9,113 +9,118 @@ from jaxnn import datasets, normalization
 
 
 def test_digits_is_the_bundled_set():
-  x, y = datasets.digits()
-  assert x.shape == (1797, 64) and x.dtype == jnp.float32
-  assert y.shape == (1797,) and y.dtype == jnp.int32
-  assert float(x.min()) == 0.0 and float(x.max()) == 16.0
-  np.testing.assert_array_equal(np.bincount(np.asarray(y)) >= 170, True)  # 10 classes
-  from sklearn.datasets import load_digits  # the file read directly is load_digits' own
+    x, y = datasets.digits()
+    assert x.shape == (1797, 64) and x.dtype == jnp.float32
+    assert y.shape == (1797,) and y.dtype == jnp.int32
+    assert float(x.min()) == 0.0 and float(x.max()) == 16.0
+    np.testing.assert_array_equal(np.bincount(np.asarray(y)) >= 170, True)  # 10 classes
+    from sklearn.datasets import load_digits  # the file read directly is load_digits' own
 
-  ref = load_digits()
-  np.testing.assert_array_equal(x, ref.data)
-  np.testing.assert_array_equal(y, ref.target)
+    ref = load_digits()
+    np.testing.assert_array_equal(x, ref.data)
+    np.testing.assert_array_equal(y, ref.target)
 
 
-@pytest.mark.parametrize("make,classes", [
-    (lambda k: datasets.moons(201, key=k), 2),
-    (lambda k: datasets.spirals(301, key=k, classes=3), 3),
-])
+@pytest.mark.parametrize(
+    "make,classes",
+    [
+        (lambda k: datasets.moons(201, key=k), 2),
+        (lambda k: datasets.spirals(301, key=k, classes=3), 3),
+    ],
+)
 def test_generated_sets(make, classes):
-  x, y = make(jax.random.key(0))
-  n = x.shape[0]
-  assert x.shape == (n, 2) and y.shape == (n,) and x.dtype == jnp.float32
-  counts = np.bincount(np.asarray(y), minlength=classes)
-  assert len(counts) == classes and counts.max() - counts.min() <= 1
-  assert bool(jnp.all(jnp.isfinite(x)))
-  np.testing.assert_array_equal(make(jax.random.key(0)).x, x)  # deterministic per key
-  assert not np.array_equal(make(jax.random.key(1)).x, x)
+    x, y = make(jax.random.key(0))
+    n = x.shape[0]
+    assert x.shape == (n, 2) and y.shape == (n,) and x.dtype == jnp.float32
+    counts = np.bincount(np.asarray(y), minlength=classes)
+    assert len(counts) == classes and counts.max() - counts.min() <= 1
+    assert bool(jnp.all(jnp.isfinite(x)))
+    np.testing.assert_array_equal(make(jax.random.key(0)).x, x)  # deterministic per key
+    assert not np.array_equal(make(jax.random.key(1)).x, x)
 
 
 def test_moons_without_noise_lie_on_the_half_circles():
-  x, y = datasets.moons(100, key=jax.random.key(2), noise=0.0)
-  x, y = np.asarray(x), np.asarray(y)
-  np.testing.assert_allclose(np.hypot(*x[y == 0].T), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(np.hypot(x[y == 1, 0] - 1, x[y == 1, 1] - 0.5), 1.0, rtol=1e-5)
+    x, y = datasets.moons(100, key=jax.random.key(2), noise=0.0)
+    x, y = np.asarray(x), np.asarray(y)
+    np.testing.assert_allclose(np.hypot(*x[y == 0].T), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.hypot(x[y == 1, 0] - 1, x[y == 1, 1] - 0.5), 1.0, rtol=1e-5)
 
 
 def test_spiral_radius_without_noise():
-  x, y = datasets.spirals(40, key=jax.random.key(3), noise=0.0)
-  r = np.sort(np.hypot(*np.asarray(x)[np.asarray(y) == 0].T))
-  np.testing.assert_allclose(r, np.linspace(1 / 20, 1, 20), rtol=1e-5)
+    x, y = datasets.spirals(40, key=jax.random.key(3), noise=0.0)
+    r = np.sort(np.hypot(*np.asarray(x)[np.asarray(y) == 0].T))
+    np.testing.assert_allclose(r, np.linspace(1 / 20, 1, 20), rtol=1e-5)
 
 
 def test_quadratic_bowl_has_the_prescribed_spectrum():
-  with jax.enable_x64(True):
-    lam = [100.0, 1.0, 10.0, 0.5]
-    bowl = datasets.quadratic_bowl(lam, key=jax.random.key(4), minimizer=jnp.arange(4.0))
-    np.testing.assert_allclose(np.linalg.eigvalsh(np.asarray(bowl.matrix)), sorted(lam),
-                               rtol=1e-12)
-    np.testing.assert_array_equal(bowl.matrix, bowl.matrix.T)
-    np.testing.assert_allclose(bowl.eigenvalues, sorted(lam))
-    u = np.asarray(bowl.eigenvectors)
-    np.testing.assert_allclose(u.T @ u, np.eye(4), atol=1e-12)
-    assert bowl.condition_number == pytest.approx(200.0)
-    assert float(bowl.loss(bowl.minimizer)) == 0.0
-    np.testing.assert_allclose(jax.hessian(bowl.loss)(jnp.zeros(4)), bowl.matrix, atol=1e-12)
-    w = jnp.array([1.0, -2.0, 0.5, 3.0])
-    e = np.asarray(w - bowl.minimizer)
-    assert float(bowl.loss(w)) == pytest.approx(0.5 * e @ np.asarray(bowl.matrix) @ e)
-  saddle = datasets.quadratic_bowl([-1.0, 2.0])
-  assert saddle.condition_number == float("inf")
-  np.testing.assert_array_equal(saddle.eigenvectors, np.eye(2))
+    with jax.enable_x64(True):
+        lam = [100.0, 1.0, 10.0, 0.5]
+        bowl = datasets.quadratic_bowl(lam, key=jax.random.key(4), minimizer=jnp.arange(4.0))
+        np.testing.assert_allclose(
+            np.linalg.eigvalsh(np.asarray(bowl.matrix)), sorted(lam), rtol=1e-12
+        )
+        np.testing.assert_array_equal(bowl.matrix, bowl.matrix.T)
+        np.testing.assert_allclose(bowl.eigenvalues, sorted(lam))
+        u = np.asarray(bowl.eigenvectors)
+        np.testing.assert_allclose(u.T @ u, np.eye(4), atol=1e-12)
+        assert bowl.condition_number == pytest.approx(200.0)
+        assert float(bowl.loss(bowl.minimizer)) == 0.0
+        np.testing.assert_allclose(jax.hessian(bowl.loss)(jnp.zeros(4)), bowl.matrix, atol=1e-12)
+        w = jnp.array([1.0, -2.0, 0.5, 3.0])
+        e = np.asarray(w - bowl.minimizer)
+        assert float(bowl.loss(w)) == pytest.approx(0.5 * e @ np.asarray(bowl.matrix) @ e)
+    saddle = datasets.quadratic_bowl([-1.0, 2.0])
+    assert saddle.condition_number == float("inf")
+    np.testing.assert_array_equal(saddle.eigenvectors, np.eye(2))
 
 
 def test_single_neuron():
-  x, y = datasets.single_neuron()
-  np.testing.assert_array_equal(x, [[1.0]])
-  np.testing.assert_array_equal(y, [[0.0]])
-  p = datasets.single_neuron_params(0.6, 0.9)
-  assert p[0]["w"].shape == (1, 1) and float(p[0]["b"][0]) == pytest.approx(0.9)
+    x, y = datasets.single_neuron()
+    np.testing.assert_array_equal(x, [[1.0]])
+    np.testing.assert_array_equal(y, [[0.0]])
+    p = datasets.single_neuron_params(0.6, 0.9)
+    assert p[0]["w"].shape == (1, 1) and float(p[0]["b"][0]) == pytest.approx(0.9)
 
 
 def test_train_test_split_partitions_the_rows():
-  data = datasets.Dataset(jnp.arange(50.0).reshape(25, 2), jnp.arange(25))
-  train, test = datasets.train_test_split(data, key=jax.random.key(5), test_fraction=0.2)
-  assert train.x.shape == (20, 2) and test.x.shape == (5, 2)
-  rows = np.concatenate([np.asarray(train.y), np.asarray(test.y)])
-  np.testing.assert_array_equal(np.sort(rows), np.arange(25))
-  np.testing.assert_array_equal(train.x[:, 0], 2.0 * train.y)  # x and y stay paired
+    data = datasets.Dataset(jnp.arange(50.0).reshape(25, 2), jnp.arange(25))
+    train, test = datasets.train_test_split(data, key=jax.random.key(5), test_fraction=0.2)
+    assert train.x.shape == (20, 2) and test.x.shape == (5, 2)
+    rows = np.concatenate([np.asarray(train.y), np.asarray(test.y)])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(25))
+    np.testing.assert_array_equal(train.x[:, 0], 2.0 * train.y)  # x and y stay paired
 
 
 def test_standardized_uses_training_statistics_and_handles_constant_features():
-  train = datasets.Dataset(jnp.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]]),
-                           jnp.zeros(3))
-  test = datasets.Dataset(jnp.array([[3.0, 7.0, 5.0]]), jnp.zeros(1))
-  tr, te, stats = datasets.standardized(train, test)
-  np.testing.assert_allclose(stats.mean, [3.0, 5.0, 5.0])
-  np.testing.assert_allclose(stats.std, [np.sqrt(8 / 3), 1.0, np.sqrt(26 / 3)], rtol=1e-6)
-  np.testing.assert_allclose(jnp.mean(tr.x, 0), 0.0, atol=1e-6)
-  np.testing.assert_allclose(jnp.std(tr.x, 0), [1.0, 0.0, 1.0], rtol=1e-6)
-  np.testing.assert_allclose(te.x, [[0.0, 2.0, 0.0]], atol=1e-6)  # test uses train's mu, sigma
+    train = datasets.Dataset(
+        jnp.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]]), jnp.zeros(3)
+    )
+    test = datasets.Dataset(jnp.array([[3.0, 7.0, 5.0]]), jnp.zeros(1))
+    tr, te, stats = datasets.standardized(train, test)
+    np.testing.assert_allclose(stats.mean, [3.0, 5.0, 5.0])
+    np.testing.assert_allclose(stats.std, [np.sqrt(8 / 3), 1.0, np.sqrt(26 / 3)], rtol=1e-6)
+    np.testing.assert_allclose(jnp.mean(tr.x, 0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(jnp.std(tr.x, 0), [1.0, 0.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(te.x, [[0.0, 2.0, 0.0]], atol=1e-6)  # test uses train's mu, sigma
 
 
 def test_digits_standardized_is_finite():
-  train, test = datasets.train_test_split(datasets.digits(), key=jax.random.key(6))
-  tr, te, _ = datasets.standardized(train, test)
-  assert bool(jnp.all(jnp.isfinite(tr.x))) and bool(jnp.all(jnp.isfinite(te.x)))
+    train, test = datasets.train_test_split(datasets.digits(), key=jax.random.key(6))
+    tr, te, _ = datasets.standardized(train, test)
+    assert bool(jnp.all(jnp.isfinite(tr.x))) and bool(jnp.all(jnp.isfinite(te.x)))
 
 
 def test_batch_indices_is_a_jittable_partition():
-  idx = jax.jit(datasets.batch_indices, static_argnums=(1, 2))(jax.random.key(7), 103, 10)
-  assert idx.shape == (10, 10)
-  flat = np.asarray(idx).ravel()
-  assert len(np.unique(flat)) == 100 and flat.min() >= 0 and flat.max() < 103
-  other = datasets.batch_indices(jax.random.key(8), 103, 10)
-  assert not np.array_equal(other, idx)
-  full = datasets.batch_indices(jax.random.key(9), 12, 12)
-  np.testing.assert_array_equal(np.sort(np.asarray(full[0])), np.arange(12))
+    idx = jax.jit(datasets.batch_indices, static_argnums=(1, 2))(jax.random.key(7), 103, 10)
+    assert idx.shape == (10, 10)
+    flat = np.asarray(idx).ravel()
+    assert len(np.unique(flat)) == 100 and flat.min() >= 0 and flat.max() < 103
+    other = datasets.batch_indices(jax.random.key(8), 103, 10)
+    assert not np.array_equal(other, idx)
+    full = datasets.batch_indices(jax.random.key(9), 12, 12)
+    np.testing.assert_array_equal(np.sort(np.asarray(full[0])), np.arange(12))
 
 
 def test_fit_standardizer_directly():
-  stats = normalization.fit_standardizer(np.array([[0.0], [2.0]]))
-  np.testing.assert_allclose(normalization.standardize(np.array([[4.0]]), stats), [[3.0]])
+    stats = normalization.fit_standardizer(np.array([[0.0], [2.0]]))
+    np.testing.assert_allclose(normalization.standardize(np.array([[4.0]]), stats), [[3.0]])
