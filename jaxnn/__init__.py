@@ -15,7 +15,7 @@ compile faster, for runs of many small programs).
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxnn import (
     activations,
@@ -38,6 +38,9 @@ from jaxnn import (
     xla,
 )
 from jaxnn._version import __version__
+
+if TYPE_CHECKING:  # loaded on first use (see __getattr__)
+    from jaxnn import plotting
 from jaxnn.base import weight_mask
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 __all__ = [
     "concrete",
@@ -29,12 +31,13 @@ __all__ = [
     "real_scalar",
     "resolve",
     "same_shape",
+    "shape",
 ]
 
 
 def is_traced(tree: Any) -> bool:
     """True when any leaf of ``tree`` is a tracer: a value unknown until run time."""
-    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree))
+    return any(isinstance(x, Tracer) for x in jax.tree.leaves(tree))
 
 
 def concrete(value: Any) -> np.ndarray | None:
@@ -134,7 +137,7 @@ def prng_key(name: str, value: Any) -> Any:
     """
     dtype = getattr(value, "dtype", None)
     shape = np.shape(value) if dtype is not None else None
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         if shape == ():
             return value
     elif dtype == np.uint32 and shape == _legacy_key_shape():
@@ -189,3 +192,18 @@ def keywords(kind: str, name: str, fn: Callable, given: dict, skip: tuple = ()) 
     if unknown or missing:
         problem = f"got unknown {unknown}" if unknown else f"is missing {missing}"
         raise TypeError(f"{kind} {name!r} takes {list(params)}; the call {problem}")
+
+
+def shape(name: str, value: Any) -> tuple[int, ...]:
+    """Checks that ``value`` is a shape: an int or a tuple of non-negative ints (a tuple back)."""
+    shape = value
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(cast(Iterable[Any], shape))
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from None
+    for d in shape:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+            raise ValueError(f"{name} must be a tuple of non-negative ints, got {shape!r}")
+    return shape

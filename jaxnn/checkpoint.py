@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["FORMAT", "VERSION", "load", "plain", "read_header", "save", "write_json", "write_text"]
@@ -37,7 +38,7 @@ _HEADER = "__header__"
 
 
 def _is_key(x: Any) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def save(path: str | os.PathLike, tree: Any, *, metadata: dict | None = None) -> Path:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn import _checks, initializers, normalization
+from jaxnn import _checks, _draws, normalization
 from jaxnn.base import Array, Params, PRNGKey
 
 __all__ = [
@@ -68,10 +68,9 @@ def digits() -> Dataset:
     if table is None:
         from sklearn.datasets import load_digits  # a slow import, only as the fallback
 
-        data = load_digits()
+        x, y = load_digits(return_X_y=True)
         return Dataset(
-            jax.device_put(np.asarray(data.data, np.float32)),
-            jax.device_put(np.asarray(data.target, np.int32)),
+            jax.device_put(np.asarray(x, np.float32)), jax.device_put(np.asarray(y, np.int32))
         )
     return Dataset(
         jax.device_put(table[:, :-1].astype(np.float32)),
@@ -226,7 +225,7 @@ def quadratic_bowl(
     if key is None:
         u = np.eye(d, dtype=dtype)
     else:  # the QR of a Gaussian matrix, signs fixed: Haar-distributed (built on the host)
-        q, r = np.linalg.qr(np.asarray(initializers.standard("normal", key, (d, d), dtype)))
+        q, r = np.linalg.qr(np.asarray(_draws.standard("normal", key, (d, d), dtype)))
         u = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(dtype)
     a = (u * lam) @ u.T
     a, lam, u = jax.device_put((0.5 * (a + a.T), lam, u))

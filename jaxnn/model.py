@@ -394,7 +394,7 @@ def mlp(
             raise ValueError(
                 f"apply(..., train=True) with dropout={dropout} needs a PRNG key: pass key=..."
             )
-        keys = jax.random.split(key, max(n_hidden, 1)) if drop else None
+        keys: Any = jax.random.split(key, max(n_hidden, 1)) if drop and key is not None else None
         z, new_running = x, []
         for l, layer in enumerate(params[:-1]):
             a = z @ layer["w"]

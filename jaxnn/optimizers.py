@@ -76,6 +76,7 @@ __all__ = [
 
 Schedule = Callable[[Any], Any]
 LR = Any  # float, traced scalar, or schedule
+Scalar = Any  # a float or a traced scalar (a sweep passes hyperparameters traced)
 
 
 class ScaleByAdagradState(NamedTuple):
@@ -323,7 +324,7 @@ def _no_decoupled(name, decoupled):
 
 def momentum(
     lr: LR,
-    mu: float = 0.9,
+    mu: Scalar = 0.9,
     *,
     weight_decay: float = 0.0,
     l1: float = 0.0,
@@ -351,7 +352,7 @@ def momentum(
 
 def nesterov(
     lr: LR,
-    mu: float = 0.9,
+    mu: Scalar = 0.9,
     *,
     weight_decay: float = 0.0,
     l1: float = 0.0,

@@ -121,7 +121,7 @@ def eigenvalue_histogram(
     edges = unwarp(np.linspace(warp(lam.min()) - 0.05, warp(lam.max()) + 0.05, bins + 1))
     fig = Figure(figsize=(6.4, 3.4), layout="constrained")
     ax = fig.subplots()
-    counts, _, _ = ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)
+    counts = np.asarray(ax.hist(lam, bins=edges, color="tab:blue", alpha=0.8)[0])
     ax.set_xscale("symlog", linthresh=thresh)
     # about four labelled powers of ten a side, counted down from the largest |λ| and kept
     # clear of 0 (a tick at ±linthresh would print on top of it)

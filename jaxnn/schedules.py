@@ -86,7 +86,11 @@ def exponential(eta0: float, c: float, s: float) -> Schedule:
     _rate("eta0", eta0)
     _checks.in_range("c", c, 0.0, low_open=True)
     _period("s", s)
-    return optax.exponential_decay(eta0, transition_steps=s, decay_rate=c)
+
+    def schedule(count):
+        return eta0 * jnp.power(c, jnp.asarray(count, jnp.result_type(float)) / s)
+
+    return schedule
 
 
 def step(eta0: float, factor: float, every: int) -> Schedule:

@@ -251,7 +251,7 @@ def _all_finite(tree: Any) -> Array:
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
     if not leaves:
         return jnp.asarray(True)
-    return sum(jnp.sum(x * 0) for x in leaves) == 0
+    return jnp.asarray(sum(jnp.sum(x * 0) for x in leaves) == 0)
 
 
 def _blank(shape_tree: Any) -> Any:
@@ -672,9 +672,7 @@ def layer_grad_norms(
     return jnp.stack([optax.tree.norm(g) for g in layers])
 
 
-def layer_grad_norms_hook(
-    objective: Callable, batch: Any, every: int = 1, *, key: PRNGKey
-) -> Hook:
+def layer_grad_norms_hook(objective: Callable, batch: Any, every: int = 1, *, key: PRNGKey) -> Hook:
     """:func:`layer_grad_norms` on a fixed ``batch`` (with ``fold_in(key, step)``): how
     gradients vanish or explode with depth. Record shape (L,). ``key`` is required (typed or
     legacy); the objective's dropout, if any, draws from it."""

@@ -33,8 +33,26 @@ def test_readme_examples_run():
     namespace = {}
     for block in re.findall(r"```python\n(.*?)```", README, re.S):
         exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["logits"].shape == (32, 10)
-    assert float(namespace["result"].history["eval"]["accuracy"][-1]) > 0.9
+    result, spec, top = namespace["result"], namespace["spec"], namespace["top"]
+    assert not bool(result.diverged) and float(result.history["loss"][-1]) < 0.1
+    assert len(spec.eigenvalues) == 354
+    assert abs(top.values[0] - spec.lambda_max) <= 1e-3 * spec.lambda_max
+
+
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_docs_examples_run(page):
+    """Every page's Python blocks run, in order, in one namespace per page."""
+    namespace = {"__name__": f"docs_{page.stem}"}
+    for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+        exec(compile(block, str(page.relative_to(ROOT)), "exec"), namespace)
+
+
+def test_import_jaxnn_does_not_import_matplotlib():
+    code = "import sys, jaxnn; assert 'matplotlib' not in sys.modules; jaxnn.plotting"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_public_names():

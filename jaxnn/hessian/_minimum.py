@@ -126,7 +126,7 @@ def find_minimum(
     newton_steps = _checks.positive_int("newton_steps", newton_steps, 0)
     _checks.in_range("lr", lr, 0.0, low_open=True)
     eps = float(np.finfo(dtype).eps)
-    gtol = eps**0.75 if gtol is None else float(_checks.in_range("gtol", gtol, 0.0))
+    target = eps**0.75 if gtol is None else float(_checks.in_range("gtol", gtol, 0.0))
     if steps:
         params = _adam(loss_fn, params, jnp.asarray(lr, dtype), steps)
     flat, unravel = ravel_pytree(params)
@@ -134,7 +134,7 @@ def find_minimum(
     value, grad = (np.asarray(a) for a in _value_and_flat_grad(loss_fn, params))
     norm = float(np.linalg.norm(grad))
     taken = 0
-    while taken < newton_steps and norm > gtol and np.isfinite(norm):
+    while taken < newton_steps and norm > target and np.isfinite(norm):
         matrix, _ = hessian_matrix(loss_fn, unravel(jnp.asarray(flat)), max_bytes=max_bytes)
         direction, convex = _newton_direction(np.asarray(matrix), grad)
         for _ in range(21):
@@ -151,10 +151,10 @@ def find_minimum(
         flat, value, grad, norm, taken = trial, t_value, t_grad, t_norm, taken + 1
     params = unravel(jnp.asarray(flat))
     spec = spectrum(loss_fn, params, vectors=True, max_bytes=max_bytes)
-    converged = norm <= gtol
+    converged = norm <= target
     where = f"‖∇E‖ = {norm:.3g} after {taken} Newton steps"
     if not converged:
-        where += f" (target {gtol:.3g} not reached)"
+        where += f" (target {target:.3g} not reached)"
     if spec.kind == "minimum":
         report = f"strict minimum: {where}; κ = {spec.condition_number:.4g}"
     elif spec.kind == "saddle":

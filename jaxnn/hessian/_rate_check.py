@@ -13,7 +13,7 @@ import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import _checks, initializers, optimizers
+from jaxnn import _checks, _draws, optimizers
 from jaxnn.base import Array, Params
 from jaxnn.hessian._matrix import LossFn, Spectrum, spectrum
 from jaxnn.rates import momentum_recurrence, predicted_rates, spectral_radius
@@ -84,7 +84,7 @@ def _descent_path(
         x, state = carry
         updates, state = opt.update(grad(x), state, x)
         x = optax.apply_updates(x, updates)
-        return (x, state), x - flat_star
+        return (x, state), jnp.asarray(x) - flat_star
 
     state = optax.tree_utils.tree_set(opt.init(start), trace=velocity)
     _, path = lax.scan(step, (start, state), None, length=steps)
@@ -192,14 +192,14 @@ def check_rates(
         _checks.in_range("perturbation", perturbation, 0.0, low_open=True)
     if spec is None:
         spec = spectrum(loss_fn, params_star, vectors=True)
-    elif not isinstance(spec, Spectrum) or spec.eigenvectors is None:
+    if not isinstance(spec, Spectrum) or spec.eigenvectors is None:
         raise ValueError("spec must be a Spectrum computed with vectors=True at params_star")
+    vectors = spec.eigenvectors
     flat_star = ravel_pytree(params_star)[0]
     size = flat_star.shape[0]
-    if spec.eigenvectors.shape != (size, size):
+    if vectors.shape != (size, size):
         raise ValueError(
-            f"spec has eigenvectors of shape {spec.eigenvectors.shape}, but "
-            f"params_star has {size} parameters"
+            f"spec has eigenvectors of shape {vectors.shape}, but params_star has {size} parameters"
         )
     dtype = np.dtype(flat_star.dtype)
     eps = float(np.finfo(dtype).eps)
@@ -210,9 +210,9 @@ def check_rates(
     key = _checks.prng_key("key", key)
     # ±1 signs from the key; the start is built on the host (no program per problem size)
     signs = np.where(
-        np.asarray(initializers.standard("uniform", key, (2, size), dtype)) < 0, -1.0, 1.0
+        np.asarray(_draws.standard("uniform", key, (2, size), dtype)) < 0, -1.0, 1.0
     ).astype(dtype)
-    basis = np.asarray(spec.eigenvectors, dtype)
+    basis = np.asarray(vectors, dtype)
     start = jnp.asarray(host_star + basis @ (perturbation * signs[0]))
     velocity = jnp.asarray(basis @ (perturbation * signs[1]) if mu else np.zeros_like(host_star))
     basis = jnp.asarray(basis)

@@ -104,7 +104,7 @@ def size(params: Params, block: Tree | None) -> int:
 def start(start: Any, params: Params, block: Tree | None, rademacher: bool = False) -> Tree:
     """The unit starting vector: random from a key (normal, or Rademacher), or ``start``
     normalised."""
-    if hasattr(start, "dtype") and jax.dtypes.issubdtype(start.dtype, jax.dtypes.prng_key):
+    if hasattr(start, "dtype") and jnp.issubdtype(start.dtype, jax.dtypes.prng_key):
         return random_unit(start, params, block, rademacher)
     return optax.tree.scale(1.0 / optax.tree.norm(start), start)
 

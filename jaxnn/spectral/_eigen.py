@@ -79,7 +79,7 @@ def power(op: Callable, v: Tree, shift: Any, tol: Any, max_iter: int) -> PowerRe
     i, u, _, lam, _, done = lax.while_loop(
         cond, body, (jnp.asarray(0), v, au, lam, square, jnp.asarray(False))
     )
-    return PowerResult(lam if shift is None else lam - shift, u, i, done)
+    return PowerResult(jnp.asarray(lam if shift is None else lam - shift), u, i, done)
 
 
 def power_iteration(
@@ -89,7 +89,7 @@ def power_iteration(
     key: PRNGKey,
     tol: float = 1e-6,
     max_iter: int = 200,
-    shift: float = 0.0,
+    shift: float | Array = 0.0,
     v0: Tree | None = None,
     mask: Any = None,
 ) -> PowerResult:
@@ -106,12 +106,14 @@ def power_iteration(
     max_iter = _checks.positive_int("max_iter", max_iter)
     matvec, block = common.matvec(loss_fn), common.block(mask, params)
     concrete = _checks.concrete(shift)
-    shift = (
+    offset = (
         None
         if concrete is not None and float(concrete) == 0.0
         else jnp.asarray(shift, common.dtype(params))
     )
-    return _power_jit(matvec, params, block, key if v0 is None else v0, shift, float(tol), max_iter)
+    return _power_jit(
+        matvec, params, block, key if v0 is None else v0, offset, float(tol), max_iter
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
@@ -189,8 +191,8 @@ class LanczosResult(NamedTuple):
     alpha: Array
     beta: Array
     basis: Tree
-    ritz_values: Array
-    ritz_vectors: Array
+    ritz_values: np.ndarray
+    ritz_vectors: np.ndarray
     restarts: Array
 
 
@@ -334,8 +336,9 @@ def lanczos(
 
 
 def tridiagonal(alpha: Array, beta: Array) -> np.ndarray:
-    alpha, beta = np.asarray(alpha, float), np.asarray(beta, float)
-    return np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    """T with ``alpha`` on the diagonal and ``beta`` beside it, in float64 on the host."""
+    a, b = np.asarray(alpha, float), np.asarray(beta, float)
+    return np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
 
 
 class Eigenpairs(NamedTuple):
@@ -368,7 +371,7 @@ def _extreme(loss_fn, params, k, key, order, mask, top: bool) -> Eigenpairs:
         u = jax.tree.map(lambda x, i=i: x[i], vectors)
         r = optax.tree.add_scale(op(u), -float(values[i]), u)
         residuals.append(float(optax.tree.norm(r)))
-    return Eigenpairs(values, vectors, np.asarray(residuals), result)
+    return Eigenpairs(np.asarray(values), vectors, np.asarray(residuals), result)
 
 
 def top_eigenvalues(

@@ -102,9 +102,9 @@ def lr_report(
         _checks.in_range("lambda_max", lambda_max, 0.0, low_open=True)
     history = np.asarray(result.runs.history["loss"], float)
     steps = history.shape[1]
-    window = steps if window is None else _checks.positive_int("window", window)
-    if window > steps:
-        raise ValueError(f"window must be at most the sweep's {steps} recorded steps, got {window}")
+    span: int = steps if window is None else _checks.positive_int("window", window)
+    if span > steps:
+        raise ValueError(f"window must be at most the sweep's {steps} recorded steps, got {span}")
     others = [n for n in names if n not in (lr_name, "seed")]
     order = [names.index(n) for n in (*others, lr_name)] + (
         [names.index("seed")] if "seed" in names else []
@@ -118,8 +118,10 @@ def lr_report(
         return cube.reshape((math.prod(shape), len(lr_values), -1))[:, by_lr]
 
     first = history[:, 0]
-    early = history[:, :window]
-    blown = ~np.isfinite(early).all(axis=1)  # diverged (NaN after the guard) in the window
+    early = history[:, :span]
+    blown = np.logical_not(
+        np.isfinite(early).all(axis=1)
+    )  # diverged (NaN after the guard) in the window
     highest = np.where(blown, np.inf, np.max(np.where(blown[:, None], 0.0, early), axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         peak = highest / first
@@ -144,7 +146,7 @@ def lr_report(
         failed,
         rows,
         None if lambda_max is None else float(lambda_max),
-        window,
+        span,
     )
 
 

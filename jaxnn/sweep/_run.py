@@ -19,7 +19,7 @@ from jaxnn import _checks, optimizers, train
 from jaxnn.base import Params, PRNGKey
 from jaxnn.sweep._dead_axes import TRACER_ERRORS, check_run, trace_run, traced_error
 from jaxnn.sweep._devices import pick_chunk, resolve_devices
-from jaxnn.sweep._grid import Grid, as_grid, grid
+from jaxnn.sweep._grid import Grid, Points, as_grid, grid
 
 __all__ = ["SweepResult", "lr_sweep", "sweep"]
 
@@ -40,7 +40,7 @@ class SweepResult(NamedTuple):
       chunk_size: points per compiled call; ``devices``: how many devices shared them.
     """
 
-    grid: Grid
+    grid: Grid | Points
     runs: train.FitResult
     final_loss: np.ndarray
     diverged: np.ndarray
@@ -151,22 +151,22 @@ def sweep(
     """
     if not callable(run):
         raise TypeError(f"run must be a function run(hparams, key) -> FitResult, got {run!r}")
-    grid = as_grid(grid)
+    layout = as_grid(grid)
     key = _checks.prng_key("key", key)
     keep_params = bool(keep_params)
     devices = resolve_devices(devices)
-    seeded = "seed" in grid.axes
+    seeded = "seed" in layout.axes
     floating = jnp.result_type(float)
-    dtypes = {n: jnp.dtype(jnp.int32 if n == "seed" else floating) for n in grid.names}
+    dtypes = {n: jnp.dtype(jnp.int32 if n == "seed" else floating) for n in layout.names}
     signature = tuple(dtypes.items())
     start = time.perf_counter()
     out = check_run(run, signature, key.dtype, seeded)
 
-    k = grid.size
+    k = layout.size
     chunk = pick_chunk(chunk_size, k, devices, _nbytes(out))
     padded = -(-k // chunk) * chunk
     index = np.minimum(np.arange(padded), k - 1)  # pad by repeating the last point
-    points = {n: np.asarray(v[index], dtypes[n]) for n, v in grid.points().items()}
+    points = {n: np.asarray(v[index], dtypes[n]) for n, v in layout.points().items()}
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, points["seed"]) if seeded else key
     compiled = _compiled(run, devices, seeded, keep_params, signature, chunk, key.dtype)
     compile_seconds = time.perf_counter() - start
@@ -202,7 +202,7 @@ def sweep(
     runs = jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *parts)
     diverged = np.asarray(runs.diverged, bool)
     return SweepResult(
-        grid,
+        layout,
         runs,
         _final_loss(np.asarray(runs.history["loss"]), diverged),
         diverged,
