@@ -8,7 +8,8 @@ Building H (P × P):
 * ``jax.hessian``: ``jax.hessian(loss)(flat)`` on the flattened params;
 * ``jacfwd(jacrev)``, ``jacrev(jacrev)``: the two compositions written out;
 * ``vmap(hvp)``: all P Hessian-vector products (jvp of grad) in one vmap;
-* ``jaxnn.hessian_matrix``: HVPs in vmapped batches inside one ``lax.map``;
+* ``jaxnn.hessian_matrix``: HVPs in vmapped batches inside one ``lax.fori_loop`` (one
+  loop body, one P × P buffer);
 * ``torch hessian``: ``torch.autograd.functional.hessian`` (when torch is importable).
 
 Build + eigendecomposition, end to end as a user calls it:

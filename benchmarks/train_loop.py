@@ -145,7 +145,7 @@ def bench_numpy(x, y, sizes, batch):
                 gw, gb = acts[l].T @ delta, delta.sum(0)
                 if l:
                     delta = (delta @ w[l].T) * (acts[l] > 0)
-                vw[l] = -LR * gw + MU * vw[l]  # seed 001's momentum
+                vw[l] = -LR * gw + MU * vw[l]  # notes 001's momentum
                 vb[l] = -LR * gb + MU * vb[l]
                 w[l] += vw[l]
                 b[l] += vb[l]

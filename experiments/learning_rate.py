@@ -60,7 +60,7 @@ def _quadratic_threshold() -> tuple[bool, str]:
         ends = {}
         for m in (0.95, 1.05):
             result = train.fit(
-                lambda p, s, b, k: (bowl.loss(p), s),
+                bowl.loss,
                 w0,
                 optimizers.sgd(m * 2 / 4.0),
                 None,

@@ -112,8 +112,7 @@ def _run(out: Path, quick: bool) -> Outcome:
         f"Polyak: η = {polyak.lr:.3g}, μ = {polyak.mu:.3g}": (polyak.lr, polyak.mu),
     }
     steps = 1000
-    on_bowl = lambda p, s, b, k: (bowl.loss(p), s)
-    paths = {name: _iterates(on_bowl, START, *hp, steps) for name, hp in methods.items()}
+    paths = {name: _iterates(bowl.loss, START, *hp, steps) for name, hp in methods.items()}
     distance = {name: np.linalg.norm(p, axis=1) for name, p in paths.items()}
     needed = {name: _steps_to(d) for name, d in distance.items()}
     across = {name: _across(p[: SHOWN + 1]) for name, p in paths.items()}

@@ -42,7 +42,7 @@ TITLE = "learning-rate schedules against step, and what they do to training"
 NOTES = "001, 002"
 COST = 12  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 64, 10)
-ETA0S = {False: (0.25, 0.5, 1.0, 2.0, 4.0), True: (0.5, 1.0, 2.0)}  # full, --quick
+LR0S = {False: (0.25, 0.5, 1.0, 2.0, 4.0), True: (0.5, 1.0, 2.0)}  # full, --quick
 DECAY = 1e-3  # κ of w ← (1 − ηκ)w − η∂L₀/∂w
 BATCH = 16
 SEEDS = 5
@@ -57,13 +57,13 @@ def _schedules(total: int) -> dict:
         "power law (1 + τ/s)⁻²": schedules.power_law(1.0, total / 9, -2.0),
         "exponential → η₀/100": schedules.exponential(1.0, 0.01, total),
         "step ×0.1 every T/3": schedules.step(1.0, 0.1, third),
-        "cosine, restarts every T/3": schedules.cosine_restarts(1.0, third, eta_min=0.01),
+        "cosine, restarts every T/3": schedules.cosine_restarts(1.0, third, lr_min=0.01),
         "cyclic, 4 cycles": schedules.cyclic(0.01, 1.0, max(total // 8, 1)),
     }
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-    epochs, eta0s = (4, ETA0S[True]) if quick else (80, ETA0S[False])
+    epochs, lr0s = (4, LR0S[True]) if quick else (80, LR0S[False])
     train_set, test_set = datasets.train_test_split(datasets.digits(), key=jax.random.key(0))
     train_set, test_set, _ = datasets.standardized(train_set, test_set)
     per_epoch = train_set.x.shape[0] // BATCH
@@ -88,7 +88,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
         init_key, fit_key = jax.random.split(key)
         params, state = model.init(init_key)
         index = jnp.asarray(hp["schedule"]).astype(jnp.int32)
-        lr = lambda t: hp["eta0"] * jax.lax.switch(index, fns, t)
+        lr = lambda t: hp["lr0"] * jax.lax.switch(index, fns, t)
         return train.fit(
             objective,
             params,
@@ -101,7 +101,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
             hooks={"objective": tracked},
         )
 
-    grid = sweep.grid(schedule=list(range(len(fns))), eta0=list(eta0s), seed=range(SEEDS))
+    grid = sweep.grid(schedule=list(range(len(fns))), lr0=list(lr0s), seed=range(SEEDS))
     result = sweep.sweep(one_run, grid, key=jax.random.key(2))
     final = result.reshaped(
         np.asarray(jax.jit(jax.vmap(training_objective))(result.runs.params, result.runs.state))
@@ -118,7 +118,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     own = np.argmin(final.mean(axis=2), axis=1)  # each schedule's best η₀ by the seed mean
     best = final[np.arange(len(fns)), own]  # (schedule, seed)
     numbers = {
-        "η₀ tried": list(eta0s),
+        "η₀ tried": list(lr0s),
         "weight decay κ": DECAY,
         "batch": BATCH,
         "epochs": epochs,
@@ -128,10 +128,10 @@ def run(out: Path, quick: bool = False) -> Outcome:
     }
     for k, name in enumerate(names):
         numbers[f"{name}: best η₀; final training objective per seed"] = [
-            eta0s[own[k]],
+            lr0s[own[k]],
             best[k].tolist(),
         ]
-        numbers[f"{name}: mean final training objective at η₀ = {', '.join(map(str, eta0s))}"] = (
+        numbers[f"{name}: mean final training objective at η₀ = {', '.join(map(str, lr0s))}"] = (
             final[k].mean(axis=1).tolist()
         )
         numbers[f"{name}: held-out accuracy at its best η₀, per seed"] = test_acc[
@@ -159,15 +159,15 @@ def run(out: Path, quick: bool = False) -> Outcome:
             source,
             f"{rule}; each η₀ chosen from the same grid by the mean over seeds",
             holds,
-            f"{best[k].mean():.4g} (η₀ = {eta0s[own[k]]:g}) against {best[0].mean():.4g} "
-            f"(constant η = {eta0s[own[0]]:g}); paired difference {difference(diff)}",
+            f"{best[k].mean():.4g} (η₀ = {lr0s[own[k]]:g}) against {best[0].mean():.4g} "
+            f"(constant η = {lr0s[own[0]]:g}); paired difference {difference(diff)}",
             SEEDS,
         )
     steps = np.arange(total)
     rates = np.array([[float(fn(t)) for t in steps] for fn in fns])
     picked = curves[np.arange(len(fns)), own]  # (schedule, seed, epochs + 1)
-    save(_figure(names, steps, rates, picked, [eta0s[i] for i in own]), out / "schedules.png")
-    mean_lr = {name: eta0s[own[k]] * float(rates[k].mean()) for k, name in enumerate(names)}
+    save(_figure(names, steps, rates, picked, [lr0s[i] for i in own]), out / "schedules.png")
+    mean_lr = {name: lr0s[own[k]] * float(rates[k].mean()) for k, name in enumerate(names)}
     winner = int(np.argmin(best.mean(axis=1)))
     why = {
         _key(name): (
@@ -178,18 +178,18 @@ def run(out: Path, quick: bool = False) -> Outcome:
         for name in sources
         if mean_lr[name] < mean_lr[names[0]]
     }
-    top = len(eta0s) - 1
+    top = len(lr0s) - 1
     return Outcome(
         TITLE,
         NOTES,
         f"{epochs} epochs ({total} steps) of minibatch SGD from {SEEDS} seeds (init and "
         f"minibatch order, the same for every schedule and η₀), every run one vmapped "
         f"sweep. The lowest training objective (mean over seeds) comes from {names[winner]} "
-        f"at η₀ = {eta0s[own[winner]]:g}: {best[winner].mean():.4g}, against {best[0].mean():.4g} "
-        f"for the best constant η ({eta0s[own[0]]:g}). With a constant η the minibatch noise "
+        f"at η₀ = {lr0s[own[winner]]:g}: {best[winner].mean():.4g}, against {best[0].mean():.4g} "
+        f"for the best constant η ({lr0s[own[0]]:g}). With a constant η the minibatch noise "
         f"keeps the weights rattling at a height that grows with η; lowering η late lets "
         f"them settle, but only a schedule that keeps η large for most of the run makes "
-        f"up for the progress its small late steps forgo. At η₀ = {eta0s[top]:g} the "
+        f"up for the progress its small late steps forgo. At η₀ = {lr0s[top]:g} the "
         f"constant η ends at {final[0, top].mean():.3g}, the decaying schedules at "
         f"{final[1:, top].mean(axis=1).min():.3g} to {final[1:, top].mean(axis=1).max():.3g}."
         + unconfirmed(claims, why),
@@ -218,12 +218,12 @@ def _key(name: str) -> str:
     return name.split(" ")[0] + "_beats_constant"
 
 
-def _figure(names, steps, rates, curves, eta0s) -> Figure:
+def _figure(names, steps, rates, curves, lr0s) -> Figure:
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     left, middle, right = fig.subplots(1, 3, width_ratios=(1, 1, 0.9))
     epochs = np.arange(curves.shape[2])
     for k, name in enumerate(names):
-        left.plot(steps, rates[k], lw=1.1, color=f"C{k}", label=f"{name} (η₀ = {eta0s[k]:g})")
+        left.plot(steps, rates[k], lw=1.1, color=f"C{k}", label=f"{name} (η₀ = {lr0s[k]:g})")
         s = stats.mean_stderr(curves[k])
         middle.plot(epochs, s.mean, lw=1.1, color=f"C{k}")
         middle.fill_between(epochs, s.mean - s.stderr, s.mean + s.stderr, color=f"C{k}", alpha=0.25)

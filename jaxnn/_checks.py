@@ -10,6 +10,7 @@ Every error names the argument, shows the value given and says what was expected
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ __all__ = [
     "positive_int",
     "prng_key",
     "real_scalar",
+    "renamed",
     "resolve",
     "same_shape",
     "shape",
@@ -207,3 +209,28 @@ def shape(name: str, value: Any) -> tuple[int, ...]:
         if isinstance(d, bool) or not isinstance(d, int) or d < 0:
             raise ValueError(f"{name} must be a tuple of non-negative ints, got {shape!r}")
     return shape
+
+
+def renamed(**old_to_new: str) -> Callable:
+    """Lets a function still take keywords by the names they had before a rename.
+
+    ``@renamed(eta0="lr0")`` makes ``f(eta0=0.1)`` call ``f(lr0=0.1)``; giving both names
+    is a TypeError. The renames are listed in CHANGELOG.md.
+    """
+
+    def wrap(fn: Callable) -> Callable:
+        names = inspect.signature(fn).parameters
+        table = {old: new for old, new in old_to_new.items() if new in names}
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for old, new in table.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}() got both {old}= and {new}=")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return call
+
+    return wrap

@@ -2,11 +2,11 @@
 
 All come from ``jax.nn`` except ``identity``:
 
-* ``sigmoid``  σ(a) = 1 / (1 + e^(−a)),  σ'(a) = σ(a)(1 − σ(a))   (seed 001)
-* ``tanh``     tanh(a),                   tanh'(a) = 1 − tanh²(a)  (seed 000)
+* ``sigmoid``  σ(a) = 1 / (1 + e^(−a)),  σ'(a) = σ(a)(1 − σ(a))   (notes 001)
+* ``tanh``     tanh(a),                   tanh'(a) = 1 − tanh²(a)  (notes 000)
 * ``relu``     max(0, a)
 * ``identity`` a
-* ``softmax``  z_j = e^(a_j) / Σ_k e^(a_k) over the last axis      (seed 001)
+* ``softmax``  z_j = e^(a_j) / Σ_k e^(a_k) over the last axis      (notes 001)
 
 Example:
   >>> get("tanh")(jnp.array([0.0, 1.0]))

@@ -248,13 +248,13 @@ def quadratic_bowl(
 
 
 def single_neuron() -> Dataset:
-    """Seed 001's slow-learning problem: one example, input x = 1, target y = 0."""
+    """Notes 001's slow-learning problem: one example, input x = 1, target y = 0."""
     return Dataset(jnp.ones((1, 1), jnp.float32), jnp.zeros((1, 1), jnp.float32))
 
 
 def single_neuron_params(w: float, b: float) -> Params:
     """Params of the one-weight, one-bias neuron a = wx + b, in :func:`jaxnn.init_mlp`'s
-    layout (the seed starts from w=0.6, b=0.9 and from w=2, b=2)."""
+    layout (the notes start from w=0.6, b=0.9 and from w=2, b=2)."""
     return [{"w": jnp.full((1, 1), w, jnp.float32), "b": jnp.full((1,), b, jnp.float32)}]
 
 

@@ -1,15 +1,15 @@
 """Losses and penalties. Every loss is a mean over examples (the leading axis).
 
-Notation (seed 001): a are the output pre-activations (logits), z = σ(a) or softmax(a)
+Notation (notes 001): a are the output pre-activations (logits), z = σ(a) or softmax(a)
 the outputs, y the targets, n the number of examples.
 
 * :func:`quadratic`             C = (1/n) Σ_x ½‖z − y‖²
 * :func:`binary_cross_entropy`  C = −(1/n) Σ_x Σ_j [y_j ln σ(a_j) + (1 − y_j) ln(1 − σ(a_j))]
 * :func:`softmax_cross_entropy` C = −(1/n) Σ_x ln softmax(a)_y   (log-likelihood)
-* :func:`l2_penalty`            λ/(2n) Σ_w w²   over weights only (seed 000)
+* :func:`l2_penalty`            λ/(2n) Σ_w w²   over weights only (notes 000)
 * :func:`l1_penalty`            λ/n Σ_w |w|     over weights only
 
-Gradients that explain slow learning (seed 001), single sigmoid neuron a = wx + b:
+Gradients that explain slow learning (notes 001), single sigmoid neuron a = wx + b:
 quadratic ∂C/∂w = (z − y)σ'(a)x, ∂C/∂b = (z − y)σ'(a); cross-entropy ∂C/∂w = x(σ(a) − y),
 ∂C/∂b = σ(a) − y; softmax log-likelihood δ_j = ∂C/∂a_j = z_j − y_j.
 
@@ -151,9 +151,9 @@ def _penalty_terms(params: Params, lam: Any, n: Any, mask: Any) -> Any:
 
 
 def l2_penalty(params: Params, lam: float, n: float, mask: Any = None) -> Array:
-    """λ/(2n) Σ_w w² over the weights; gradient (λ/n)w for weights, 0 for biases (seed 000).
+    """λ/(2n) Σ_w w² over the weights; gradient (λ/n)w for weights, 0 for biases (notes 000).
 
-    Erratum (seed 000): the seed writes the gradient as (λ/n) Σ_w w; each weight's own
+    Erratum (notes 000): the notes write the gradient as (λ/n) Σ_w w; each weight's own
     gradient is (λ/n) w, which gives the weight-decay update w ← (1 − ηλ/n)w − η∂L₀/∂w.
 
     Args:

@@ -275,7 +275,7 @@ def dropout(x: Array, rate: float | Array, *, key: PRNGKey) -> Array:
     Output: x · m / p with m ~ Bernoulli(p) per unit, so E[output] = x and inference needs
     no change (identity). ``rate`` may be traced; it must then lie in [0, 1), unchecked.
 
-    Erratum (seed 002): the seed divides by "the dropout probability" in training and
+    Erratum (notes 002): the notes divide by "the dropout probability" in training and
     multiplies by it at test time; with keep probability p = 1 − rate, inverted dropout
     divides by p in training and does nothing at test time (classic dropout instead
     multiplies by p at test time).

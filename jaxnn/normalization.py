@@ -1,4 +1,4 @@
-"""Data, batch and layer normalisation as pure functions (seed 001, §"Normalization").
+"""Data, batch and layer normalisation as pure functions (notes 001, §"Normalization").
 
 Notation: a_ni is the value of unit (feature) i for example n; K examples in a
 minibatch, M units in a layer; γ, β learnable scale and shift; δ > 0 keeps the
@@ -10,12 +10,12 @@ denominator away from zero.
 * layer normalisation: μ_n = (1/M) Σ_i a_ni,  σ_n² = (1/M) Σ_i (a_ni − μ_n)²  (per example)
                        â_ni = (a_ni − μ_n) / √(σ_n² + δ),  ã_ni = γ_i â_ni + β_i
 
-Erratum (seed 001): the seed's layer-norm variance subtracts μ_i, a per-unit mean; the
+Erratum (notes 001): the notes' layer-norm variance subtracts μ_i, a per-unit mean; the
 correct form, used here, subtracts the per-example mean μ_n.
 
 Batch norm keeps running averages for inference, with 0 < α < 1:
   μ̄ ← α μ̄ + (1 − α) μ_i,   v̄ ← α v̄ + (1 − α) σ_i².
-jaxnn keeps the running *variance* v̄ (seed 001 averages σ; both are usable, and the
+jaxnn keeps the running *variance* v̄ (notes 001 averages σ; both are usable, and the
 variance is what libraries keep), and normalises with √(v̄ + δ) at inference.
 """
 

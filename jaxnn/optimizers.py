@@ -7,7 +7,7 @@ Notation: g = ∇E(w) at step τ, η_τ the learning rate (a float or a schedule
 name        update                                                          built from
 ==========  ==============================================================  ============
 sgd         Δw = −η_τ g                                                     scale_by_learning_rate
-momentum    Δw ← −η_τ g + μ Δw   (seed 001: the step accumulates η_τ g)     … + trace(μ)
+momentum    Δw ← −η_τ g + μ Δw   (notes 001: the step accumulates η_τ g)     … + trace(μ)
 nesterov    v ← μ v − η_τ g,  Δw = μ v − η_τ g   (look-ahead form)          … + trace(μ, nesterov)
 adagrad     G ← G + g²,  Δw = −η_τ g / (√G + ε),  G₀ = 0                     scale_by_adagrad (here)
 rmsprop     s ← ρ s + (1 − ρ) g²,  Δw = −η_τ g / (√s + ε),  s₀ = 0           scale_by_rms(...)
@@ -15,16 +15,16 @@ adam        m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,        
             Δw = −η_τ m̂ / (√v̂ + ε),  m̂ = m/(1−β₁^τ), v̂ = v/(1−β₂^τ)
 ==========  ==============================================================  ============
 
-The seed's momentum scales the gradient *before* accumulating it:
+The notes' momentum scales the gradient *before* accumulating it:
 ``chain(scale_by_learning_rate(η), trace(μ))``. optax's ``sgd(η, momentum=μ)`` accumulates
 the raw gradient and scales afterwards, Δw = −η_τ(g + μ m). The two agree while η is
-constant and part ways under a schedule: after a drop in η, the seed's form keeps
+constant and part ways under a schedule: after a drop in η, the notes' form keeps
 moving with the old, larger steps stored in Δw. On a constant gradient both tend to
 Δw = −η/(1 − μ) g.
 
 Options common to every optimiser (keyword-only):
 
-* ``weight_decay`` — the coefficient κ of w ← (1 − η_τ κ) w − η_τ ∂L₀/∂w (seed 000, with
+* ``weight_decay`` — the coefficient κ of w ← (1 − η_τ κ) w − η_τ ∂L₀/∂w (notes 000, with
   κ = λ/n), on weights only (``mask``, default :func:`jaxnn.base.weight_mask`). *Coupled*
   (default): κw is added to the gradient before everything else, exactly the gradient of
   the L2 penalty λ/(2n)Σw². *Decoupled* (``decoupled=True``, adaptive methods; AdamW):
@@ -46,14 +46,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxnn import _checks
+from jaxnn import _checks, _shared_updates
 from jaxnn.base import weight_mask
+from jaxnn.transforms import (
+    ScaleByAdagradState,
+    SwitchState,
+    proximal_l1,
+    scale_by_adagrad,
+    switch,
+)
 
 __all__ = [
     "LR",
@@ -77,59 +84,6 @@ __all__ = [
 Schedule = Callable[[Any], Any]
 LR = Any  # float, traced scalar, or schedule
 Scalar = Any  # a float or a traced scalar (a sweep passes hyperparameters traced)
-
-
-class ScaleByAdagradState(NamedTuple):
-    """Running sum of squared gradients G (a pytree like the params)."""
-
-    sum_of_squares: Any
-
-
-def scale_by_adagrad(eps: float = 1e-8) -> optax.GradientTransformation:
-    """u = g / (√G + ε) with G ← G + g² and G₀ = 0.
-
-    Written here because optax's ``scale_by_rss`` computes g/√(G + ε) (ε inside the root)
-    and starts from G₀ = 0.1, which is a different update from the textbook one.
-    """
-
-    def init_fn(params):
-        return ScaleByAdagradState(jax.tree.map(jnp.zeros_like, params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        total = jax.tree.map(lambda g, s: s + jnp.square(g), updates, state.sum_of_squares)
-        updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, total)
-        return updates, ScaleByAdagradState(total)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def proximal_l1(strength: Any, lr: Any, mask: Any = None) -> optax.GradientTransformation:
-    """Soft-thresholding after the step: w⁺ = sign(w + u)·max(|w + u| − η κ₁, 0).
-
-    Returns the update w⁺ − w, so that ``optax.apply_updates`` lands on w⁺ (exactly 0 where
-    the threshold wins). Acts on the leaves selected by ``mask`` (default: weights).
-    """
-
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("proximal_l1 needs params: call update(grads, state, params)")
-        flags = weight_mask(params) if mask is None else (mask(params) if callable(mask) else mask)
-        threshold = lr * strength
-
-        def prox(u, w, on):
-            if not on:
-                return u
-            z = w + u
-            return jnp.sign(z) * jnp.maximum(jnp.abs(z) - threshold, 0.0) - w
-
-        return jax.tree.map(prox, updates, params, flags), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def _assemble(
@@ -196,44 +150,7 @@ def _wrap(factory, *, lr, weight_decay, l1, decoupled, clip_norm, clip_value, ma
         **hyper,
     )
     opt = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
-    return opt._replace(update=_shared_update(factory, static, kwargs, opt.update))
-
-
-#: Update functions shared by optimisers of the same structure (at most this many kept).
-_SHARED_UPDATES_MAX = 64
-_shared_updates: dict = {}
-
-
-def _shared_update(factory, static, kwargs, update):
-    """The update function of the first optimiser built with this structure: ``factory``
-    and its static options (structure flags, clipping bounds, the mask, which
-    hyperparameters are schedules, and those schedules), whatever the numeric values.
-
-    ``inject_hyperparams`` reads every numeric hyperparameter from the optimiser state, so
-    two optimisers that differ only in numbers have interchangeable updates. Sharing the
-    function object lets :func:`jaxnn.train.fit`, whose compiled programs are keyed by the
-    update function, run momentum(0.1, 0.5) and momentum(0.3, 0.9) through one program.
-    """
-    parts = []
-    for name, value in sorted(kwargs.items()):
-        if name in static or isinstance(value, bool) or value is None:
-            parts.append((name, "static", value))
-        elif callable(value):
-            parts.append((name, "schedule", value))
-        elif isinstance(value, (int, float)) or hasattr(value, "dtype"):
-            parts.append((name, "numeric"))
-        else:
-            parts.append((name, "static", value))
-    key = (factory, tuple(parts))
-    try:
-        hash(key)
-    except TypeError:  # an unhashable static option (a mask given as a pytree): no sharing
-        return update
-    if key not in _shared_updates:
-        if len(_shared_updates) >= _SHARED_UPDATES_MAX:
-            _shared_updates.pop(next(iter(_shared_updates)))
-        _shared_updates[key] = update
-    return _shared_updates[key]
+    return opt._replace(update=_shared_updates.shared(factory, static, kwargs, opt.update))
 
 
 def _unit(name, value):
@@ -317,7 +234,7 @@ def _no_decoupled(name, decoupled):
     if decoupled:
         raise ValueError(
             f"decoupled=True is offered for the adaptive methods (adagrad, "
-            f"rmsprop, adam); {name} applies seed 000's coupled decay, which for "
+            f"rmsprop, adam); {name} applies notes 000's coupled decay, which for "
             f"plain sgd is the same update"
         )
 
@@ -333,7 +250,7 @@ def momentum(
     clip_value: float | None = None,
     mask: Any = None,
 ) -> optax.GradientTransformation:
-    """Heavy ball in seed 001's form: Δw ← −η_τ g + μ Δw, w ← w + Δw; 0 ≤ μ < 1."""
+    """Heavy ball in notes 001's form: Δw ← −η_τ g + μ Δw, w ← w + Δw; 0 ≤ μ < 1."""
     _unit("mu", mu)
     _no_decoupled("momentum", decoupled)
     return _wrap(
@@ -489,62 +406,6 @@ def get(name: str, lr: LR, **hyper: Any) -> optax.GradientTransformation:
     fn = _checks.resolve("optimizer", name, _OPTIMIZERS)
     _checks.keywords("optimizer", name, fn, hyper, skip=("lr",))
     return fn(lr, **hyper)
-
-
-class SwitchState(NamedTuple):
-    """The state of :func:`switch`: the chosen ``index`` and every optimiser's state."""
-
-    index: Any
-    states: tuple
-
-
-def switch(index: Any, choices: Any) -> optax.GradientTransformation:
-    """Runs ``choices[index]``: the optimiser as a value, so that a sweep can vmap over it.
-
-    The state holds ``index`` and the state of every choice (each initialised on the
-    params); ``update`` is ``lax.switch(index, ...)`` over the choices, branch i updating
-    state i and passing the others through. Every choice of the same structure gives one
-    program, whatever ``index`` is: a sweep over (optimiser, η) compiles once. Under
-    ``vmap`` with a batched index XLA computes every branch and selects, so each step costs
-    the arithmetic of all the choices (small beside a model's forward and backward pass).
-
-    Args:
-      index: an int in [0, len(choices)), or a traced int (then assumed in range;
-        ``lax.switch`` clamps it).
-      choices: a sequence of optax GradientTransformations (e.g. from :func:`get`).
-    """
-    choices = tuple(choices)
-    if not choices or not all(isinstance(c, optax.GradientTransformation) for c in choices):
-        raise TypeError(
-            f"choices must be a non-empty sequence of optax GradientTransformations, "
-            f"got {choices!r:.120}"
-        )
-    value = _checks.concrete(index)
-    if value is not None and (
-        value.ndim or not float(value).is_integer() or not 0 <= value < len(choices)
-    ):
-        raise ValueError(
-            f"index must be an int in [0, {len(choices)}) choosing among the "
-            f"{len(choices)} choices, got {index!r}"
-        )
-
-    def init_fn(params):
-        return SwitchState(jnp.asarray(index, jnp.int32), tuple(c.init(params) for c in choices))
-
-    def update_fn(updates, state, params=None):
-        def branch(i):
-            def run(updates, states, params):
-                new, s = choices[i].update(updates, states[i], params)
-                return new, (*states[:i], s, *states[i + 1 :])
-
-            return run
-
-        new, states = jax.lax.switch(
-            state.index, [branch(i) for i in range(len(choices))], updates, state.states, params
-        )
-        return new, SwitchState(state.index, states)
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def learning_rate(opt_state: Any) -> Any:

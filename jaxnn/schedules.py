@@ -3,20 +3,23 @@
 Each is an optax-compatible schedule: τ may be a Python int or a traced integer, so a
 schedule runs inside ``jit``/``lax.scan`` and can be passed as ``lr`` to any optimiser.
 
-=====================================  ==================================================
-schedule                               η_τ
-=====================================  ==================================================
-constant(eta)                          η
-linear(eta0, eta_k, k)                 (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, then η_k  (seed 001)
-power_law(eta0, s, c)                  η₀ (1 + τ/s)^c                              (seed 001)
-exponential(eta0, c, s)                η₀ c^(τ/s)                                  (seed 001)
-step(eta0, factor, every)              η₀ factor^⌊τ/every⌋
-cosine_restarts(eta0, period, ...)     η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i))  (SGDR)
-cyclic(eta_min, eta_max, half_period)  triangular: η_min → η_max → η_min every 2·half_period
-=====================================  ==================================================
+===================================  ====================================================
+schedule                             η_τ
+===================================  ====================================================
+constant(lr)                         η
+linear(lr0, lr_k, k)                 (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, then η_k (notes 001)
+power_law(lr0, s, c)                 η₀ (1 + τ/s)^c                             (notes 001)
+exponential(lr0, c, s)               η₀ c^(τ/s)                                 (notes 001)
+step(lr0, factor, every)             η₀ factor^⌊τ/every⌋
+cosine_restarts(lr0, period, ...)    η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i))  (SGDR)
+cyclic(lr_min, lr_max, half_period)  triangular: η_min → η_max → η_min every 2·half_period
+===================================  ====================================================
 
-``constant``, ``linear``, ``exponential`` and ``step`` are optax's own schedules; the
-other three have no optax equivalent of the same form and are written here.
+The learning rate is ``lr`` here as in :mod:`jaxnn.optimizers` and ``fit``; the keywords of
+jaxnn 0.1 (``eta``, ``eta0``, ``eta_k``, ``eta_min``, ``eta_max``) are still accepted.
+
+``constant``, ``linear`` and ``step`` are optax's own schedules; the others are written
+here in the notes' form.
 
 References: Loshchilov & Hutter 2017 (SGDR); Smith 2017 (cyclical learning rates).
 """
@@ -47,6 +50,9 @@ __all__ = [
 
 Schedule = Callable[[Any], Any]
 
+# the keywords of jaxnn 0.1, before the learning rate was called lr everywhere
+_OLD_NAMES = _checks.renamed(eta="lr", eta0="lr0", eta_k="lr_k", eta_min="lr_min", eta_max="lr_max")
+
 
 def _rate(name: str, value: Any) -> Any:
     return _checks.in_range(name, value, 0.0)
@@ -56,54 +62,58 @@ def _period(name: str, value: Any) -> Any:
     return _checks.in_range(name, value, 0.0, low_open=True)
 
 
-def constant(eta: float) -> Schedule:
+@_OLD_NAMES
+def constant(lr: float) -> Schedule:
     """η_τ = η for every step."""
-    return optax.constant_schedule(_rate("eta", eta))
+    return optax.constant_schedule(_rate("lr", lr))
 
 
-def linear(eta0: float, eta_k: float, k: int) -> Schedule:
-    """η_τ = (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, held at η_k afterwards (seed 001)."""
-    _rate("eta0", eta0)
-    _rate("eta_k", eta_k)
+@_OLD_NAMES
+def linear(lr0: float, lr_k: float, k: int) -> Schedule:
+    """η_τ = (1 − τ/k)η₀ + (τ/k)η_k for τ ≤ k, held at η_k afterwards (notes 001)."""
+    _rate("lr0", lr0)
+    _rate("lr_k", lr_k)
     k = _checks.positive_int("k", k)
-    return optax.linear_schedule(eta0, eta_k, k)
+    return optax.linear_schedule(lr0, lr_k, k)
 
 
-def power_law(eta0: float, s: float, c: float) -> Schedule:
-    """η_τ = η₀(1 + τ/s)^c (seed 001); c < 0 decays, like 1/τ^|c| for τ ≫ s."""
-    _rate("eta0", eta0)
+@_OLD_NAMES
+def power_law(lr0: float, s: float, c: float) -> Schedule:
+    """η_τ = η₀(1 + τ/s)^c (notes 001); c < 0 decays, like 1/τ^|c| for τ ≫ s."""
+    _rate("lr0", lr0)
     _period("s", s)
     _checks.real_scalar("c", c)
 
     def schedule(count):
-        return eta0 * (1.0 + jnp.asarray(count, jnp.result_type(float)) / s) ** c
+        return lr0 * (1.0 + jnp.asarray(count, jnp.result_type(float)) / s) ** c
 
     return schedule
 
 
-def exponential(eta0: float, c: float, s: float) -> Schedule:
-    """η_τ = η₀ c^(τ/s) (seed 001): multiplied by c every s steps, smoothly."""
-    _rate("eta0", eta0)
+@_OLD_NAMES
+def exponential(lr0: float, c: float, s: float) -> Schedule:
+    """η_τ = η₀ c^(τ/s) (notes 001): multiplied by c every s steps, smoothly."""
+    _rate("lr0", lr0)
     _checks.in_range("c", c, 0.0, low_open=True)
     _period("s", s)
 
     def schedule(count):
-        return eta0 * jnp.power(c, jnp.asarray(count, jnp.result_type(float)) / s)
+        return lr0 * jnp.power(c, jnp.asarray(count, jnp.result_type(float)) / s)
 
     return schedule
 
 
-def step(eta0: float, factor: float, every: int) -> Schedule:
+@_OLD_NAMES
+def step(lr0: float, factor: float, every: int) -> Schedule:
     """η_τ = η₀ factor^⌊τ/every⌋: multiplied by ``factor`` once every ``every`` steps."""
-    _rate("eta0", eta0)
+    _rate("lr0", lr0)
     _checks.in_range("factor", factor, 0.0, low_open=True)
     every = _checks.positive_int("every", every)
-    return optax.exponential_decay(eta0, transition_steps=every, decay_rate=factor, staircase=True)
+    return optax.exponential_decay(lr0, transition_steps=every, decay_rate=factor, staircase=True)
 
 
-def cosine_restarts(
-    eta0: float, period: int, t_mult: float = 1.0, eta_min: float = 0.0
-) -> Schedule:
+@_OLD_NAMES
+def cosine_restarts(lr0: float, period: int, t_mult: float = 1.0, lr_min: float = 0.0) -> Schedule:
     """SGDR: cosine decay from η₀ to η_min over T_i steps, then a warm restart at η₀.
 
     Cycle i lasts T_i = period · t_mult^i steps and starts at
@@ -111,17 +121,17 @@ def cosine_restarts(
     with τ_cur = τ − S_i: η_τ = η_min + ½(η₀ − η_min)(1 + cos(π τ_cur / T_i)).
 
     Args:
-      eta0: η₀ ≥ η_min ≥ 0, the rate at every restart.
+      lr0: η₀ ≥ η_min ≥ 0, the rate at every restart.
       period: T_0 ≥ 1, the first cycle's length in steps.
       t_mult: growth factor of the cycle length, ≥ 1.
-      eta_min: the rate each cycle decays to.
+      lr_min: the rate each cycle decays to.
     """
-    _rate("eta0", eta0)
-    _rate("eta_min", eta_min)
+    _rate("lr0", lr0)
+    _rate("lr_min", lr_min)
     period = _checks.positive_int("period", period)
     _checks.in_range("t_mult", t_mult, 1.0)
-    if eta_min > eta0:
-        raise ValueError(f"eta_min must be at most eta0={eta0}, got eta_min={eta_min}")
+    if lr_min > lr0:
+        raise ValueError(f"lr_min must be at most lr0={lr0}, got lr_min={lr_min}")
 
     def start(i):
         if t_mult == 1.0:
@@ -139,12 +149,13 @@ def cosine_restarts(
             i = jnp.where(start(i) > tau, i - 1, i)
         length = period * t_mult**i
         progress = (tau - start(i)) / length
-        return eta_min + 0.5 * (eta0 - eta_min) * (1.0 + jnp.cos(jnp.pi * progress))
+        return lr_min + 0.5 * (lr0 - lr_min) * (1.0 + jnp.cos(jnp.pi * progress))
 
     return schedule
 
 
-def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
+@_OLD_NAMES
+def cyclic(lr_min: float, lr_max: float, half_period: int) -> Schedule:
     """Triangular cyclic rate: up from η_min to η_max over ``half_period`` steps, back down.
 
     η_τ = η_min + (η_max − η_min) · (1 − |(τ mod 2h)/h − 1|) with h = half_period,
@@ -152,15 +163,15 @@ def cyclic(eta_min: float, eta_max: float, half_period: int) -> Schedule:
     taken first (exactly, in the step count's own integer type), so the rate is as accurate
     at step 10⁷ as at step 1: dividing τ itself by h in float32 would lose the phase.
     """
-    _rate("eta_min", eta_min)
-    _rate("eta_max", eta_max)
+    _rate("lr_min", lr_min)
+    _rate("lr_max", lr_max)
     half_period = _checks.positive_int("half_period", half_period)
-    if eta_min > eta_max:
-        raise ValueError(f"eta_min must be at most eta_max={eta_max}, got eta_min={eta_min}")
+    if lr_min > lr_max:
+        raise ValueError(f"lr_min must be at most lr_max={lr_max}, got lr_min={lr_min}")
 
     def schedule(count):
         phase = jnp.mod(jnp.asarray(count), 2 * half_period).astype(jnp.result_type(float))
-        return eta_min + (eta_max - eta_min) * (1.0 - jnp.abs(phase / half_period - 1.0))
+        return lr_min + (lr_max - lr_min) * (1.0 - jnp.abs(phase / half_period - 1.0))
 
     return schedule
 

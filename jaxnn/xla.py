@@ -6,15 +6,14 @@ host most of such a run is XLA compiling. Two XLA:CPU settings trade little or n
 for compile time:
 
 * ``--xla_cpu_use_fusion_emitters=false`` compiles fused loops with XLA:CPU's earlier
-  (legacy) code emitters. On 2 cores it cut the compile time of ``python -m experiments
-  --quick`` by about a quarter (55 s against 74 s over its 17 experiments, one at a time;
-  80 to 94 s against 93 to 103 s in all, two at a time), with the same run-time speed
-  and the same numbers up to floating-point rounding. Not every program gains: a
-  10-layer, 128-wide MLP's training loop compiled in 2.3 s against 1.7 s.
-* ``--xla_backend_optimization_level=0`` skips LLVM's optimisation passes: it roughly
-  halves compile time again but makes the compiled code two to three times slower, so it
-  suits a test suite (which checks numbers, not speed) or a pass of brief runs
-  (``--quick``: 75 and 81 s against 91 and 92 s), not a long run.
+  (legacy) code emitters: most small programs compile faster, at the same run-time speed
+  and with the same numbers up to floating-point rounding (some deep, wide training
+  loops compile slower).
+* ``--xla_backend_optimization_level=0`` skips LLVM's optimisation passes: compiling is
+  faster again but the compiled code runs slower, so it suits a test suite (which checks
+  numbers, not speed) or a pass of brief runs, not a long run.
+
+The measurements behind both are in ``benchmarks/README.md``.
 
 XLA reads ``XLA_FLAGS`` once, when JAX creates its first backend (at the first array or
 computation, not at ``import jax``), and aborts the whole process on a flag it does not

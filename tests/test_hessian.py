@@ -1,4 +1,4 @@
-"""jaxnn.hessian: the exact Hessian, its spectrum, and seed 001's rates 1 − ηλ, checked
+"""jaxnn.hessian: the exact Hessian, its spectrum, and notes 001's rates 1 − ηλ, checked
 against closed forms (quadratic bowls), finite differences and NumPy/LAPACK references.
 
 Every test runs in float64 (the module's autouse fixture), where the rate comparisons can
@@ -111,10 +111,10 @@ def test_any_pytree_flattens_like_ravel_pytree():
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     expected = jax.hessian(lambda x: loss_fn(unravel(x)))(flat)
     for chunk in (None, 1, 2):  # remainders of lax.map's batches included
-        matrix, unravel2 = hessian.hessian_matrix(loss_fn, params, chunk_size=chunk)
+        matrix, unravel2 = hessian.hessian_matrix(loss_fn, params, hvp_batch=chunk)
         np.testing.assert_allclose(matrix, expected, rtol=1e-12, atol=1e-14)
     assert jax.tree.structure(unravel2(flat)) == jax.tree.structure(params)
-    spec = hessian.spectrum(loss_fn, params, chunk_size=2)
+    spec = hessian.spectrum(loss_fn, params, hvp_batch=2)
     np.testing.assert_allclose(spec.eigenvalues, np.linalg.eigvalsh(expected), atol=1e-12)
 
 
@@ -156,7 +156,7 @@ def mlp_problem():
         def loss_fn(p):
             return data_loss(p) + 0.5e-2 * sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(p))
 
-        def weights_only(p):  # seed 000's L2: weights, not biases
+        def weights_only(p):  # notes 000's L2: weights, not biases
             return data_loss(p) + losses.l2_penalty(p, 0.64, 64)
 
         return loss_fn, weights_only, hessian.find_minimum(loss_fn, params)

@@ -71,7 +71,7 @@ def test_uniform_bounds(draws, name, bound):
 
 
 def test_glorot_bound_is_sqrt6_not_6():
-    # Erratum (seed 001): eps = sqrt(6)/sqrt(N+M), not 6/sqrt(N+M).
+    # Erratum (notes 001): eps = sqrt(6)/sqrt(N+M), not 6/sqrt(N+M).
     assert initializers.glorot_bound(FAN_IN, FAN_OUT) == pytest.approx(
         math.sqrt(6) / math.sqrt(1000)
     )
@@ -139,7 +139,7 @@ def test_seed_000_lecun_init_gives_std_sqrt_2():
     assert _z_std("lecun", "normal") == pytest.approx(math.sqrt(2), rel=0.02)
 
 
-# ---- 10 layers of width 1,000 on N(0,1) inputs (seeds 000, 001, 002) ----
+# ---- 10 layers of width 1,000 on N(0,1) inputs (notes 000, 001, 002) ----
 
 
 @pytest.fixture(scope="module")

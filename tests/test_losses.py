@@ -56,7 +56,7 @@ def test_softmax_cross_entropy_int_and_one_hot():
     assert float(losses.softmax_cross_entropy(big, jnp.array([1]))) == pytest.approx(1000.0)
 
 
-# ---- seed 001: the single sigmoid neuron, x = 1 -> y = 0 ----
+# ---- notes 001: the single sigmoid neuron, x = 1 -> y = 0 ----
 
 
 def _neuron_grads(cost, w, b):

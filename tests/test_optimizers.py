@@ -55,7 +55,7 @@ def ref_momentum(lr, mu):
     dw = {}
 
     def step(t, g, w, key=None):
-        dw[key] = -lr(t) * g + mu * dw.get(key, 0.0)  # seed 001: dw <- -eta g + mu dw
+        dw[key] = -lr(t) * g + mu * dw.get(key, 0.0)  # notes 001: dw <- -eta g + mu dw
         return dw[key]
 
     return step

@@ -36,7 +36,7 @@ CASES = {
     "step": (schedules.step(0.5, 0.3, 10), lambda t: 0.5 * 0.3 ** (t // 10)),
     "cosine_restarts": (schedules.cosine_restarts(0.5, 10), lambda t: sgdr(t, 0.5, 10, 1, 0.0)),
     "cosine_restarts_growing": (
-        schedules.cosine_restarts(0.5, 3, t_mult=2.0, eta_min=0.01),
+        schedules.cosine_restarts(0.5, 3, t_mult=2.0, lr_min=0.01),
         lambda t: sgdr(t, 0.5, 3, 2.0, 0.01),
     ),
     "cyclic": (schedules.cyclic(0.01, 0.1, 5), lambda t: triangle(t, 0.01, 0.1, 5)),
@@ -73,7 +73,7 @@ def test_cyclic_keeps_its_phase_at_late_steps():
 
 
 def test_get_by_name():
-    np.testing.assert_allclose(schedules.get("step", eta0=1.0, factor=0.5, every=2)(4), 0.25)
+    np.testing.assert_allclose(schedules.get("step", lr0=1.0, factor=0.5, every=2)(4), 0.25)
     with pytest.raises(ValueError, match=r"unknown schedule 'warmup'.*'cyclic'"):
         schedules.get("warmup")
 
@@ -81,19 +81,28 @@ def test_get_by_name():
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda: schedules.constant(-0.1), r"eta must satisfy 0.0 <= eta, got -0.1"),
-        (lambda: schedules.linear(0.1, -0.1, 10), r"eta_k must satisfy"),
+        (lambda: schedules.constant(-0.1), r"lr must satisfy 0.0 <= lr, got -0.1"),
+        (lambda: schedules.linear(0.1, -0.1, 10), r"lr_k must satisfy"),
         (lambda: schedules.linear(0.1, 0.01, 0), r"k must be an int >= 1, got 0"),
         (lambda: schedules.power_law(0.1, 0.0, -1.0), r"s must satisfy 0.0 < s, got 0.0"),
         (lambda: schedules.exponential(0.1, 0.0, 10), r"c must satisfy 0.0 < c, got 0.0"),
         (lambda: schedules.step(0.1, 0.5, 0), r"every must be an int >= 1, got 0"),
         (lambda: schedules.cosine_restarts(0.1, 0), r"period must be an int >= 1, got 0"),
         (lambda: schedules.cosine_restarts(0.1, 5, t_mult=0.5), r"t_mult must satisfy 1.0 <="),
-        (lambda: schedules.cosine_restarts(0.1, 5, eta_min=0.2), r"eta_min must be at most"),
-        (lambda: schedules.cyclic(0.1, 0.01, 5), r"eta_min must be at most eta_max=0.01"),
+        (lambda: schedules.cosine_restarts(0.1, 5, lr_min=0.2), r"lr_min must be at most"),
+        (lambda: schedules.cyclic(0.1, 0.01, 5), r"lr_min must be at most lr_max=0.01"),
         (lambda: schedules.cyclic(0.01, 0.1, 0), r"half_period must be an int >= 1, got 0"),
     ],
 )
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_the_keywords_of_jaxnn_0_1_still_work():
+    np.testing.assert_allclose(
+        schedules.linear(eta0=1.0, eta_k=0.1, k=10)(5), schedules.linear(lr0=1.0, lr_k=0.1, k=10)(5)
+    )
+    np.testing.assert_allclose(schedules.constant(eta=0.3)(7), 0.3)
+    with pytest.raises(TypeError, match="got both eta0= and lr0="):
+        schedules.step(eta0=1.0, lr0=1.0, factor=0.5, every=2)

@@ -30,7 +30,7 @@ def mlp():
     with jax.enable_x64(True):
         params = jaxnn.init_mlp(jax.random.key(1), (2, 6, 6, 2), dtype=jnp.float64)
         params = train.fit(
-            lambda p, s, b, k: (mlp_loss(p), s),
+            mlp_loss,
             params,
             optimizers.adam(0.02),
             None,

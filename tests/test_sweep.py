@@ -203,7 +203,7 @@ def test_dropout_and_weight_decay_axes_equal_separate_fits():
 def quadratic_bowl_run(bowl, w0, steps, optimizer=optimizers.sgd):
     def run(hp, key):
         return train.fit(
-            lambda p, s, b, k: (bowl.loss(p), s),
+            bowl.loss,
             w0,
             optimizer(hp["lr"]),
             None,
@@ -285,7 +285,7 @@ def bowl_loss(w):
 
 def bowl_fit(lr, key, steps=5):
     return train.fit(
-        lambda p, s, b, k: (bowl_loss(p), s),
+        bowl_loss,
         jnp.ones(2),
         optimizers.sgd(lr),
         None,
@@ -324,7 +324,7 @@ def test_a_seed_axis_reaches_the_run_through_its_key():
     def noisy(hp, key):  # reads the key, not hparams["seed"]
         w0 = jax.random.normal(key, (2,))
         return train.fit(
-            lambda p, s, b, k: (bowl_loss(p), s),
+            bowl_loss,
             w0,
             optimizers.sgd(hp["lr"]),
             None,
@@ -474,7 +474,7 @@ def test_lr_report_brackets_the_momentum_threshold():
 
     def run(hp, key):
         return train.fit(
-            lambda p, s, b, k: (bowl.loss(p), s),
+            bowl.loss,
             jnp.array([1.0, 1.0]),
             optimizers.momentum(hp["lr"], hp["mu"]),
             None,

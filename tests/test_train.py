@@ -173,7 +173,7 @@ def test_full_batch_gradient_descent_on_a_bowl_follows_the_closed_form():
         w0 = jnp.array([1.0, -2.0, 0.5])
         eta = 0.3
         result = train.fit(
-            lambda p, s, b, k: (bowl.loss(p), s),
+            bowl.loss,
             w0,
             optimizers.sgd(eta),
             key=jax.random.key(7),
@@ -193,7 +193,7 @@ def test_divergence_guard_reports_the_predicted_step():
     eta = 2.1 / 10.0
     w0 = bowl.eigenvectors @ jnp.array([1.0, 1.0, 1e-3])
     result = train.fit(
-        lambda p, s, b, k: (bowl.loss(p), s),
+        bowl.loss,
         w0,
         optimizers.sgd(eta),
         key=jax.random.key(9),
@@ -335,7 +335,7 @@ def test_chunked_progress_run_equals_one_call(moons, params, reference_run, caps
         eval_data=test_set,
         eval_every=5,
         progress=True,
-        chunk_size=7,
+        chunk_steps=7,
     )
     np.testing.assert_array_equal(chunked.history["loss"], reference_run.history["loss"])
     np.testing.assert_array_equal(
@@ -517,3 +517,28 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     back, meta = checkpoint.load(path, {"w": jnp.zeros(3)})
     assert meta == {"v": 1} and float(back["w"][0]) == 1.0
     assert [p.name for p in tmp_path.iterdir()] == ["b.ckpt"]
+
+
+def test_a_plain_loss_trains_like_the_objective_it_stands_for(moons):
+    """fit(loss(params, batch)) is fit(objective) with the state passed through: the same
+    steps, the same numbers."""
+    train_set, _ = moons
+    params = jaxnn.init_mlp(jax.random.key(1), [2, 8, 2])
+
+    def loss(p, batch):
+        return losses.softmax_cross_entropy(jaxnn.forward(p, batch[0]), batch[1])
+
+    def full(p, s, batch, key):
+        return loss(p, batch), s
+
+    kwargs = dict(key=jax.random.key(2), steps=40, batch_size=16)
+    plain = train.fit(loss, params, optimizers.sgd(0.3), train_set, **kwargs)
+    reference = train.fit(full, params, optimizers.sgd(0.3), train_set, **kwargs)
+    np.testing.assert_allclose(plain.history["loss"], reference.history["loss"], rtol=1e-6)
+    assert float(plain.history["loss"][-1]) < 0.9 * float(plain.history["loss"][0])
+    # loss(params) with data=None, and what is refused
+    bowl = datasets.quadratic_bowl([1.0, 4.0])
+    run = train.fit(bowl.loss, jnp.ones(2), optimizers.sgd(0.2), None, key=kwargs["key"], steps=60)
+    assert float(run.history["loss"][-1]) < 1e-6 * float(run.history["loss"][0])
+    with pytest.raises(TypeError, match="objective must be"):
+        train.fit(lambda: 0.0, params, optimizers.sgd(0.1), None, key=kwargs["key"], steps=2)

@@ -19,7 +19,7 @@ DATASETS = datasets.NAMES
 _EXACT_LIMIT = 5000
 LOSSES = ("cross_entropy", "quadratic")
 # the keyword each schedule takes the base learning rate as
-_SCHEDULE_LR = {"constant": "eta", "cyclic": "eta_max"}
+_SCHEDULE_LR = {"constant": "lr", "cyclic": "lr_max"}
 
 
 def _load(args) -> tuple[datasets.Dataset, datasets.Dataset, int]:

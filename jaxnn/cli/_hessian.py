@@ -77,7 +77,7 @@ def _hessian_run(args) -> dict:
         found.params,
         lr,
         args.check_steps,
-        mu=args.momentum,
+        mu=args.mu,
         nesterov=args.nesterov,
         spec=spec,
         key=jax.random.key(0),
@@ -105,7 +105,7 @@ def _hessian_run(args) -> dict:
         "optimal_rate": spec.optimal_rate,
         "rate_check": {
             "lr": lr,
-            "mu": args.momentum,
+            "mu": args.mu,
             "nesterov": args.nesterov,
             "steps": args.check_steps,
             "max_gap": check.max_gap,
@@ -134,17 +134,13 @@ def _hessian_run(args) -> dict:
         ),
         args.out / "spectrum.png",
     )
-    momentum = (
-        f", μ = {args.momentum:g}{' (Nesterov)' if args.nesterov else ''}"
-        if (args.momentum)
-        else ""
-    )
+    momentum = f", μ = {args.mu:g}{' (Nesterov)' if args.nesterov else ''}" if (args.mu) else ""
     plotting.save(
         plotting.rate_check(
             spec.eigenvalues,
             check.predicted,
             check.observed,
-            label="ρ (spectral radius)" if args.momentum else "1 − ηλ",
+            label="ρ (spectral radius)" if args.mu else "1 − ηλ",
             title=f"{name}: η = {lr:.4g}{momentum}, largest gap {check.max_gap:.2g}",
         ),
         args.out / "rates.png",

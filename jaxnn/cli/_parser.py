@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("--optimizer", choices=optimizers.NAMES, default="momentum")
     opt.add_argument("--lr", type=float, default=0.05, help="learning rate η (default: 0.05)")
-    opt.add_argument("--momentum", type=float, default=0.9, help="μ for momentum/nesterov")
+    opt.add_argument(
+        "--mu", "--momentum", type=float, default=0.9, help="momentum μ for momentum/nesterov"
+    )
     opt.add_argument(
         "--schedule",
         choices=schedules.NAMES,
@@ -254,6 +256,7 @@ def _sweep_parser(sub) -> None:
         help="learning rates η (default: 1e-3:10:32)",
     )
     axes.add_argument(
+        "--mu",
         "--momentum",
         type=_values(log=False),
         default=None,
@@ -366,7 +369,9 @@ def _hessian_parser(sub) -> None:
         help="η for the check: 'optimal' (2/(λmin+λmax)), 'top' (1/λmax), "
         "'xK' (K × 2/λmax, e.g. x0.95 or x1.02), or a number",
     )
-    check.add_argument("--momentum", type=float, default=0.0, help="μ (0: plain descent)")
+    check.add_argument(
+        "--mu", "--momentum", type=float, default=0.0, help="momentum μ (0: plain descent)"
+    )
     check.add_argument("--nesterov", action="store_true")
     check.add_argument("--check-steps", type=int, default=40, help="descent steps to fit")
     run = p.add_argument_group("run")

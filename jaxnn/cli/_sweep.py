@@ -53,13 +53,13 @@ def sweep_command(args) -> dict:
         )
     axes = {"lr": args.lr}
     optimizer = args.optimizer
-    if args.momentum is not None:
+    if args.mu is not None:
         if optimizer not in ("sgd", "momentum", "nesterov"):
             raise ValueError(
-                f"--momentum goes with --optimizer sgd, momentum or nesterov, got {optimizer}"
+                f"--mu goes with --optimizer sgd, momentum or nesterov, got {optimizer}"
             )
         optimizer = "momentum" if optimizer == "sgd" else optimizer
-        axes["mu"] = args.momentum
+        axes["mu"] = args.mu
     for name in ("weight_decay", "dropout"):
         if getattr(args, name) is not None:
             axes[name] = getattr(args, name)
@@ -120,7 +120,7 @@ def sweep_command(args) -> dict:
     report = sweep.lr_report(
         result, lambda_max, nesterov=optimizer == "nesterov", window=args.window
     )
-    evals = result.runs.history["eval"]
+    evals = result.runs.history.get("eval", {})
     runs = [
         {
             **grid.point(k),

@@ -42,11 +42,11 @@ def train_command(args) -> dict:
     penalty = (lambda p: losses.l2_penalty(p, args.l2, n)) if args.l2 else None
     objective = training.objective(model, _loss(args.loss, classes), penalty)
     lr = schedules.get(
-        args.schedule, **{_SCHEDULE_LR.get(args.schedule, "eta0"): args.lr, **args.schedule_args}
+        args.schedule, **{_SCHEDULE_LR.get(args.schedule, "lr0"): args.lr, **args.schedule_args}
     )
     hyper = {"weight_decay": args.weight_decay, "l1": args.l1, "clip_norm": args.clip_norm}
     if args.optimizer in ("momentum", "nesterov"):
-        hyper["mu"] = args.momentum
+        hyper["mu"] = args.mu
     optimizer = optimizers.get(args.optimizer, lr, **hyper)
     init_key, fit_key = jax.random.split(jax.random.key(args.seed + 1))
     params, state = model.init(init_key)
@@ -69,7 +69,7 @@ def train_command(args) -> dict:
     )
     seconds = time.perf_counter() - start
     history = result.history
-    ev = history["eval"]
+    ev = history.get("eval", {})
     results = {
         "settings": _settings(args),
         "sizes": list(sizes),

@@ -27,12 +27,10 @@ def _two_stage_lapack() -> dict | None:
     SciPy (a dependency of JAX) bundles OpenBLAS with the whole of LAPACK, including the
     two-stage reduction of a symmetric matrix to tridiagonal form: dense → band of width KD
     with BLAS-3 (``?sytrd_sy2sb``, both cores), then band → tridiagonal by bulge chasing
-    (``?sytrd_sb2st``), then the eigenvalues of the tridiagonal (``?sterf``). For
-    eigenvalues alone this is about twice as fast as the one-stage reduction that
-    ``jnp.linalg.eigvalsh`` (which computes the eigenvectors as well), ``numpy.linalg``,
-    ``scipy.linalg.eigh`` and ``torch.linalg.eigvalsh`` use, and calling the three stages
-    directly was about 20 % faster again than LAPACK's driver ``?syevd_2stage`` (15.5 s
-    against 19.8 s at P = 10⁴ on 2 cores). SciPy wraps none of them, so they are called
+    (``?sytrd_sb2st``), then the eigenvalues of the tridiagonal (``?sterf``), instead of
+    the one-stage reduction of ``jnp.linalg.eigvalsh``, ``numpy.linalg`` and
+    ``scipy.linalg.eigh``, and without LAPACK's driver ``?syevd_2stage`` (the comparison
+    is in ``benchmarks/README.md``). SciPy wraps none of them, so they are called
     through ctypes; None when the library or its symbols are not there (another platform or
     build), and the caller falls back to ``scipy.linalg.eigh``.
     """
@@ -140,9 +138,9 @@ def eigh_host(a: np.ndarray, vectors: bool) -> tuple[np.ndarray, np.ndarray | No
     ``a``, in place (``a`` is destroyed), reading its lower triangle.
 
     Eigenvalues only: the two-stage reduction (see :func:`_two_stage_lapack`), extra memory
-    O(P·KD). With vectors: ``?syevd`` (divide and conquer), which was faster than MRRR
-    (``?syevr``: 38.6 s against 28.2 s at P = 8,000) and than ``jnp.linalg.eigh`` on 2
-    cores; the vectors overwrite ``a`` and the workspace is 2P², so the peak is about 3P².
+    O(P·KD). With vectors: ``?syevd`` (divide and conquer; against MRRR and
+    ``jnp.linalg.eigh`` in ``benchmarks/README.md``); the vectors overwrite ``a`` and the
+    workspace is 2P², so the peak is about 3P².
     """
     import scipy.linalg
 

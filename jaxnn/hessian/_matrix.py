@@ -53,8 +53,9 @@ def check_params(loss_fn: LossFn, params: Params) -> tuple[int, np.dtype]:
         _checks.finite(f"params (leaf {i})", leaf)
     try:
         out = jax.eval_shape(loss_fn, params)
-    except Exception as e:  # the user's function failed on these params: say where
-        raise TypeError(f"loss_fn(params) failed: {type(e).__name__}: {e}") from e
+    except Exception as e:  # the user's own error, kept as it is, with where it came from
+        e.add_note("jaxnn.hessian: raised by loss_fn(params) while checking its output")
+        raise
     if not hasattr(out, "shape") or out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(
             f"loss_fn must return a float scalar, got "
@@ -98,8 +99,8 @@ def _hessian(loss_fn: LossFn, params: Params, chunk: int) -> Array:
     """H by ⌈P/chunk⌉ vmapped batches of columns written into one P × P buffer.
 
     Every batch has the same shape (the last one starts at P − chunk and recomputes a few
-    columns), so the loop body is compiled once; ``lax.map(..., batch_size=chunk)`` compiles
-    a second body for the remainder, which took seconds of extra compile time on a GPU.
+    columns), so the loop body is compiled once (``lax.map(..., batch_size=chunk)`` would
+    compile a second body for the remainder).
     """
     flat, _, column = _hvp_column(loss_fn, params)
     size = flat.shape[0]
@@ -120,21 +121,22 @@ def _hessian_rows(loss_fn: LossFn, params: Params, start: Array, chunk: int) -> 
     return jax.vmap(column)(rows)
 
 
-def _chunk(size: int, dtype: np.dtype, chunk_size: Any) -> int:
-    """HVPs per batch: by default 256 (the fastest in ``benchmarks/hessian.py``), fewer when
+def _chunk(size: int, dtype: np.dtype, hvp_batch: Any) -> int:
+    """HVPs per batch: by default 256 (see ``benchmarks/README.md``), fewer when
     a block of rows would pass 16 MiB, never under 16."""
-    if chunk_size is None:
+    if hvp_batch is None:
         return min(size, max(16, min(256, 2**24 // (size * dtype.itemsize))))
-    return min(size, _checks.positive_int("chunk_size", chunk_size))
+    return min(size, _checks.positive_int("hvp_batch", hvp_batch))
 
 
+@_checks.renamed(chunk_size="hvp_batch")  # its name in jaxnn 0.1
 def hessian_matrix(
-    loss_fn: LossFn, params: Params, *, chunk_size: int | None = None, max_bytes: int = MAX_BYTES
+    loss_fn: LossFn, params: Params, *, hvp_batch: int | None = None, max_bytes: int = MAX_BYTES
 ) -> tuple[Array, Callable[[Array], Params]]:
     """The exact Hessian H_jk = ∂²E/∂w_j∂w_k of ``loss_fn`` at ``params``, as a P × P matrix.
 
     Built one batch of columns at a time: column j is the Hessian-vector product H e_j,
-    computed forward-over-reverse (``jvp`` of ``grad``), ``chunk_size`` columns per vmapped
+    computed forward-over-reverse (``jvp`` of ``grad``), ``hvp_batch`` columns per vmapped
     batch inside one ``fori_loop`` (one compiled program; the fastest and leanest of the
     methods compared in ``benchmarks/hessian.py``: it needs P² floats for H plus one batch
     of columns, where ``jax.hessian`` peaks at several times P²). H is symmetric to
@@ -150,7 +152,7 @@ def hessian_matrix(
         The compiled program is cached per function object: pass the same function again to
         reuse it.
       params: any pytree of floating-point arrays (the point w).
-      chunk_size: columns per vmapped batch (default 256, fewer above 16 MiB a batch).
+      hvp_batch: columns per vmapped batch (default 256, fewer above 16 MiB a batch).
       max_bytes: memory budget for the matrix, default :data:`MAX_BYTES` (4 GiB).
 
     Returns:
@@ -161,7 +163,7 @@ def hessian_matrix(
     size, dtype = check_params(loss_fn, params)
     check_budget("the Hessian", size, dtype, 1, max_bytes)
     with jax.default_matmul_precision("highest"):
-        matrix = _hessian(loss_fn, params, _chunk(size, dtype, chunk_size))
+        matrix = _hessian(loss_fn, params, _chunk(size, dtype, hvp_batch))
     return matrix, ravel_pytree(params)[1]
 
 
@@ -204,12 +206,12 @@ class Spectrum(NamedTuple):
       condition_number: κ = λmax/λmin at a strict minimum (every λ > zero_tol), else inf.
       n_negative: how many λ < −zero_tol (directions of descent: not a minimum).
       n_zero: how many |λ| ≤ zero_tol (flat directions: not a strict minimum).
-      kind: "minimum" (every λ > 0), "saddle" (λ of both signs; erratum, seed 003: a
+      kind: "minimum" (every λ > 0), "saddle" (λ of both signs; erratum, notes 003: a
         critical point that is neither a minimum nor a maximum), "maximum" (every λ < 0),
         or "degenerate" (some λ = 0 and no sign change: second order cannot tell).
       stability_threshold: 2/λmax, the largest η at which gradient descent converges
         (inf when λmax ≤ 0).
-      lr_top: 1/λmax, the step that solves the top direction in one step (seed 001's
+      lr_top: 1/λmax, the step that solves the top direction in one step (notes 001's
         "fastest", which is fastest along that direction only).
       optimal_lr: η* = 2/(λmin + λmax), the fixed step whose worst direction contracts
         fastest; NaN when the point is not a strict minimum (no η contracts every direction).
@@ -235,13 +237,14 @@ class Spectrum(NamedTuple):
     unravel: Callable[[Array], Params]
 
 
+@_checks.renamed(chunk_size="hvp_batch")  # its name in jaxnn 0.1
 def spectrum(
     loss_fn: LossFn,
     params: Params,
     vectors: bool = True,
     *,
     zero_tol: float | None = None,
-    chunk_size: int | None = None,
+    hvp_batch: int | None = None,
     max_bytes: int = MAX_BYTES,
 ) -> Spectrum:
     """Eigenvalues (and eigenvectors) of the exact Hessian of ``loss_fn`` at ``params``.
@@ -251,7 +254,7 @@ def spectrum(
     two-stage tridiagonal reduction and ``?sterf`` (peak ≈ P² floats), eigenvalues and
     vectors with the divide-and-conquer ``?syevd`` (peak ≈ 3P²). Both use every core through
     OpenBLAS. On GPU/TPU, H and ``jnp.linalg.eigh`` run on the device. Measured against the
-    alternatives in ``benchmarks/hessian.py`` (numbers in the README).
+    alternatives in ``benchmarks/hessian.py`` (numbers in docs/speed.md).
 
     Not for use under ``jit``: the result is NumPy arrays and Python numbers.
 
@@ -260,7 +263,7 @@ def spectrum(
       params: the point, any pytree of floating-point arrays.
       vectors: also compute the eigenvectors (needed by :func:`check_rates`).
       zero_tol: |λ| at or below this counts as zero; default P·ε·max|λ|.
-      chunk_size: Hessian columns per batch (see :func:`hessian_matrix`).
+      hvp_batch: Hessian columns per batch (see :func:`hessian_matrix`).
       max_bytes: memory budget for the dense matrices (1 × P² without vectors, 3 × P² with).
 
     Returns:
@@ -276,7 +279,7 @@ def spectrum(
     )
     if zero_tol is not None:
         _checks.in_range("zero_tol", zero_tol, 0.0)
-    chunk = _chunk(size, dtype, chunk_size)
+    chunk = _chunk(size, dtype, hvp_batch)
     if jax.default_backend() == "cpu":
         matrix = _hessian_on_host(loss_fn, params, chunk, size, dtype)
         lam, u = _lapack.eigh_host(matrix, vectors)

@@ -80,7 +80,7 @@ def restricted(matvec: Callable, params: Params, block: Tree | None) -> Callable
 def random_tree(key: PRNGKey, like: Tree, rademacher: bool = False) -> Tree:
     """Independent N(0, 1) (or ±1) entries in a pytree shaped like ``like``, drawn as one
     flat vector of all P entries and cut into the leaves: one random-number kernel for the
-    whole tree (XLA:CPU takes about a second to compile each, and one per leaf would make
+    whole tree (XLA:CPU compiles each kernel separately, and one per leaf would make
     every program that draws a probe that much slower to build)."""
     flat, unravel = ravel_pytree(like)
     if rademacher:

@@ -313,14 +313,11 @@ def lanczos(
     The loop runs in ``lax.fori_loop`` under ``jit``; T (at most k × k) is diagonalised on
     the host.
 
-    Written here rather than taken from matfree: matfree's ``tridiag_sym(30,
-    reortho="full")`` gave the same tridiagonal matrices but took 1.09 s against 0.47 s
-    here for 30 steps at P = 669,706 (``benchmarks/spectral.py``): it reorthogonalises
-    against the whole fixed-size basis at every step, this loop only against the part
-    filled so far. JAX's ``jax.experimental.sparse.linalg.lobpcg_standard`` (a block of 5,
-    ``m=30``, on the flattened params) stopped after one iteration on that model with
-    eigenvalues 37.9, 22.2, 13.9, 9.8, 6.0, where these 30 steps give the top five as 53.3,
-    46.7, 40.6, 33.2, 28.7 with residuals ‖Hv − λv‖ ≈ 1e-5.
+    Written here rather than taken from matfree, whose ``tridiag_sym(k, reortho="full")``
+    gives the same tridiagonal matrices but reorthogonalises against the whole fixed-size
+    basis at every step, where this loop reads only the part filled so far; the timings,
+    and a comparison with ``jax.experimental.sparse.linalg.lobpcg_standard``, are in
+    ``benchmarks/README.md``.
     """
     key = _checks.prng_key("key", key)
     matvec, block = common.matvec(loss_fn), common.block(mask, params)

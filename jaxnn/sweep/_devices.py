@@ -28,8 +28,8 @@ def use_cpu_devices(n: int | None = None) -> int:
     on a single core, and the hundreds of small unfused operations of a training step one
     after another, so on one device a sweep of small models keeps about one core busy. As
     n devices, the sweep's sharding gives each device K/n runs, and the devices' programs
-    run side by side. More devices than cores still helped: on 2 cores the 64-rate digits
-    sweep ran 1.5× faster on 16 devices than on 2 (benchmarks/lr_sweep.py). Other work is
+    run side by side; more devices than cores still help (``benchmarks/lr_sweep.py``,
+    numbers in ``benchmarks/README.md``). Other work is
     unaffected: unsharded programs run on the first device, whose large matrix products
     still use every core.
 

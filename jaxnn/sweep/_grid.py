@@ -15,9 +15,7 @@ __all__ = ["LR_NAMES", "MU_NAMES", "Grid", "Points", "as_grid", "grid", "log_ran
 # Axis names jaxnn knows, with the values they accept: (low, high, low_open, high_open).
 _RANGES = {
     "lr": (0.0, None, True, False),
-    "learning_rate": (0.0, None, True, False),
     "mu": (0.0, 1.0, False, True),
-    "momentum": (0.0, 1.0, False, True),
     "dropout": (0.0, 1.0, False, True),
     "weight_decay": (0.0, None, False, False),
     "l1": (0.0, None, False, False),
@@ -25,8 +23,8 @@ _RANGES = {
     "init_scale": (0.0, None, True, False),
     "clip_norm": (0.0, None, True, False),
 }
-LR_NAMES = ("lr", "learning_rate")
-MU_NAMES = ("mu", "momentum")
+LR_NAMES = ("lr",)
+MU_NAMES = ("mu",)
 
 
 class Grid(NamedTuple):
