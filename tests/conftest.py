@@ -17,3 +17,13 @@ if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
     os.environ["XLA_FLAGS"] = xla.compile_light_flags(
         os.environ.get("XLA_FLAGS"), lowest_optimization=True
     )
+
+
+def identity_readout(p):
+    """Replaces the output layer by the identity, so logits = last hidden layer."""
+    import jax.numpy as jnp
+
+    width = p[-1]["w"].shape[0]
+    p = list(p)
+    p[-1] = {"w": jnp.eye(width), "b": jnp.zeros(width)}
+    return p

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import datasets, normalization
+from jaxnn import datasets
 
 
 def test_digits_is_the_bundled_set():
@@ -91,19 +91,6 @@ def test_train_test_split_partitions_the_rows():
     np.testing.assert_array_equal(train.x[:, 0], 2.0 * train.y)  # x and y stay paired
 
 
-def test_standardized_uses_training_statistics_and_handles_constant_features():
-    train = datasets.Dataset(
-        jnp.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]]), jnp.zeros(3)
-    )
-    test = datasets.Dataset(jnp.array([[3.0, 7.0, 5.0]]), jnp.zeros(1))
-    tr, te, stats = datasets.standardized(train, test)
-    np.testing.assert_allclose(stats.mean, [3.0, 5.0, 5.0])
-    np.testing.assert_allclose(stats.std, [np.sqrt(8 / 3), 1.0, np.sqrt(26 / 3)], rtol=1e-6)
-    np.testing.assert_allclose(jnp.mean(tr.x, 0), 0.0, atol=1e-6)
-    np.testing.assert_allclose(jnp.std(tr.x, 0), [1.0, 0.0, 1.0], rtol=1e-6)
-    np.testing.assert_allclose(te.x, [[0.0, 2.0, 0.0]], atol=1e-6)  # test uses train's mu, sigma
-
-
 def test_digits_standardized_is_finite():
     train, test = datasets.train_test_split(datasets.digits(), key=jax.random.key(6))
     tr, te, _ = datasets.standardized(train, test)
@@ -119,8 +106,3 @@ def test_batch_indices_is_a_jittable_partition():
     assert not np.array_equal(other, idx)
     full = datasets.batch_indices(jax.random.key(9), 12, 12)
     np.testing.assert_array_equal(np.sort(np.asarray(full[0])), np.arange(12))
-
-
-def test_fit_standardizer_directly():
-    stats = normalization.fit_standardizer(np.array([[0.0], [2.0]]))
-    np.testing.assert_allclose(normalization.standardize(np.array([[4.0]]), stats), [[3.0]])

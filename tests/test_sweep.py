@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import datasets, losses, optimizers, plotting, sweep, train
+from jaxnn import datasets, losses, optimizers, sweep, train
 from jaxnn.sweep import _devices as sweep_devices
 
 
@@ -582,16 +582,3 @@ def test_lr_sweep_is_the_common_case():
         sweep.lr_sweep(
             OBJECTIVE, {}, DATA, lrs=[0.1], key=jax.random.key(0), optimizer="sgdd", steps=1
         )
-
-
-def test_lr_sweep_figure():
-    fig = plotting.lr_sweep(
-        [0.1, 0.3, 1.0],
-        [[[2.0], [0.5], [np.nan]], [[1.0], [0.1], [5.0]]],
-        [[[False], [False], [True]], [[False], [False], [True]]],
-        labels=["μ = 0", "μ = 0.9"],
-        thresholds=[0.5, 0.9],
-    )
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log" and "learning rate" in ax.get_xlabel()
-    assert any("failed run" in t.get_text() for t in ax.get_legend().get_texts())
