@@ -249,3 +249,20 @@ def test_parallel_jobs_give_the_same_results_as_one_process(tmp_path, capsys):
     assert "slow_learning: 2 of 2 claims confirmed" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["slow_learning", "--jobs", "0", "--out", str(tmp_path)])
+
+
+def test_every_module_lists_its_public_names():
+    """Every module of jaxnn has __all__, and every name it lists exists."""
+    import importlib
+    import pkgutil
+
+    names = ["jaxnn"] + [
+        m.name
+        for m in pkgutil.walk_packages(jaxnn.__path__, "jaxnn.")
+        if m.name != "jaxnn.cli.__main__"
+    ]
+    for name in names:
+        module = importlib.import_module(name)
+        assert hasattr(module, "__all__"), name
+        missing = [n for n in module.__all__ if not hasattr(module, n)]
+        assert not missing, (name, missing)

@@ -499,3 +499,29 @@ def test_a_plain_loss_trains_like_the_objective_it_stands_for(moons):
     assert float(run.history["loss"][-1]) < 1e-6 * float(run.history["loss"][0])
     with pytest.raises(TypeError, match="objective must be"):
         train.fit(lambda: 0.0, params, optimizers.sgd(0.1), None, key=kwargs["key"], steps=2)
+
+
+def test_execution_options_group_and_change_no_number(moons, params, tmp_path):
+    """Execution(...) and its fields as keywords run the same; chunks and checkpoints do
+    not change the numbers; both at once is refused."""
+    train_set, _ = moons
+    kwargs = dict(key=jax.random.key(3), steps=30, batch_size=16)
+    whole = train.fit(OBJECTIVE, params, SGD, train_set, **kwargs)
+    grouped = train.fit(
+        OBJECTIVE,
+        params,
+        SGD,
+        train_set,
+        execution=train.Execution(chunk_steps=7, checkpoint=tmp_path / "a.ckpt"),
+        **kwargs,
+    )
+    spelled = train.fit(
+        OBJECTIVE, params, SGD, train_set, chunk_steps=7, checkpoint=tmp_path / "b.ckpt", **kwargs
+    )
+    for run in (grouped, spelled):
+        np.testing.assert_allclose(run.history["loss"], whole.history["loss"], rtol=1e-6)
+    assert (tmp_path / "a.ckpt").exists() and (tmp_path / "b.ckpt").exists()
+    with pytest.raises(TypeError, match="got execution= and its fields"):
+        train.fit(
+            OBJECTIVE, params, SGD, train_set, execution=train.Execution(), progress=False, **kwargs
+        )

@@ -62,10 +62,12 @@ def train_command(args) -> dict:
         batch_size=batch_size,
         state=state,
         eval_data=test_set,
-        progress=False if args.no_progress else None,
-        checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
+        execution=training.Execution(
+            progress=False if args.no_progress else None,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        ),
     )
     seconds = time.perf_counter() - start
     history = result.history

@@ -20,7 +20,7 @@ on the parameters, model state and optimiser state are frozen; the result report
 ``diverged=True`` and ``diverged_at=τ``, and later history entries are NaN.
 """
 
-from jaxnn.train._fit import FitResult, History, fit
+from jaxnn.train._fit import Execution, FitResult, History, fit
 from jaxnn.train._hooks import (
     Hook,
     HookHistory,
@@ -31,6 +31,7 @@ from jaxnn.train._hooks import (
 from jaxnn.train._objective import Objective, StepInfo, as_objective, make_step, objective
 
 __all__ = [
+    "Execution",
     "FitResult",
     "History",
     "Hook",

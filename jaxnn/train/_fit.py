@@ -20,6 +20,8 @@ from jaxnn.train._hooks import Hook, HookHistory
 from jaxnn.train._objective import StepInfo, as_objective, build_step
 from jaxnn.train._resume import blank, concat, restore, save
 
+__all__ = ["Execution", "FitResult", "History", "fit"]
+
 
 class History(TypedDict):
     """What :func:`fit` records, a dict with these keys (``result.history["loss"]``).
@@ -247,7 +249,48 @@ def _plan(data, epochs, steps, batch_size):
     return n, bs, bs < n, total
 
 
-@_checks.renamed(chunk_size="chunk_steps")  # its name in jaxnn 0.1
+class Execution(NamedTuple):
+    """How :func:`fit` executes a run, never what it computes: the same numbers either way.
+
+    Fields:
+      progress: show a tqdm bar (None: when stderr is a terminal).
+      chunk_steps: steps per compiled call; default: the whole run in one call, or 1/50
+        of it with a progress bar, or ``checkpoint_every`` when checkpointing.
+      checkpoint: file to save params, state, optimiser state, step, guard and history to
+        (atomically) every ``checkpoint_every`` steps and at the end.
+      checkpoint_every: steps between checkpoints (None: only at the end).
+      resume: continue from ``checkpoint`` if it exists (same key and settings required).
+      until: stop after this many steps of the run (pause; resume later).
+    """
+
+    progress: bool | None = None
+    chunk_steps: int | None = None
+    checkpoint: str | Path | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    until: int | None = None
+
+
+def _execution_keywords(fn: Callable) -> Callable:
+    """Lets ``fit`` take :class:`Execution`'s fields as keywords too (``progress=False``,
+    ``checkpoint=path``, ...), as it did before they were grouped, and ``chunk_size=`` as
+    jaxnn 0.1 called ``chunk_steps``."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if "chunk_size" in kwargs:
+            kwargs["chunk_steps"] = kwargs.pop("chunk_size")
+        given = {k: kwargs.pop(k) for k in Execution._fields if k in kwargs}
+        if given:
+            if kwargs.get("execution") is not None:
+                raise TypeError(f"fit() got execution= and its fields {sorted(given)} as well")
+            kwargs["execution"] = Execution(**given)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+@_execution_keywords
 def fit(
     objective: Callable,
     params: Params,
@@ -263,12 +306,7 @@ def fit(
     eval_data: Any = None,
     eval_every: int | None = None,
     blowup: float = 1e4,
-    progress: bool | None = None,
-    chunk_steps: int | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
-    until: int | None = None,
+    execution: Execution | None = None,
 ) -> FitResult:
     """Trains ``params`` on ``data`` with ``optimizer``, all steps in one compiled scan.
 
@@ -295,18 +333,15 @@ def fit(
         ``eval_every`` steps and once more at the end.
       eval_every: evaluation interval in steps (default: once per epoch).
       blowup: the divergence guard's factor on the first loss (see the module doc).
-      progress: show a tqdm bar (default: when stderr is a terminal).
-      chunk_steps: steps per compiled call; default: the whole run in one call, or 1/50 of
-        it with a progress bar, or ``checkpoint_every`` when checkpointing.
-      checkpoint: file to save params, state, optimiser state, step, guard and history to
-        (atomically) every ``checkpoint_every`` steps and at the end.
-      resume: continue from ``checkpoint`` if it exists (same key and settings required).
-      until: stop after this many steps of the ``total`` (pause; resume later).
+      execution: how the run executes (progress bar, steps per compiled call,
+        checkpoints, resuming, pausing): an :class:`Execution`. Its fields are also taken
+        as keywords: ``fit(..., checkpoint="run.ckpt", resume=True)``.
 
     Returns:
       A :class:`FitResult`.
     """
     objective = as_objective(objective)
+    progress, chunk_steps, checkpoint, checkpoint_every, resume, until = execution or Execution()
     n, bs, shuffle, total = _plan(data, epochs, steps, batch_size)
     hooks = _normalize_hooks(hooks)
     _checks.in_range("blowup", blowup, 1.0, low_open=True)

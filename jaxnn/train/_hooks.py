@@ -13,6 +13,8 @@ from jaxnn import _checks
 from jaxnn.base import Array, Params, PRNGKey, State
 from jaxnn.model import hidden_stats
 
+__all__ = ["Hook", "HookHistory", "layer_grad_norms", "layer_grad_norms_hook", "layer_stats_hook"]
+
 
 class Hook(NamedTuple):
     """A measurement carried through the scan and run every ``every`` steps.

@@ -14,6 +14,8 @@ from jaxnn import _checks, losses, optimizers
 from jaxnn.base import Array, Params, PRNGKey, State
 from jaxnn.model import Model
 
+__all__ = ["Objective", "StepInfo", "as_objective", "build_step", "make_step", "objective"]
+
 
 class StepInfo(NamedTuple):
     """What one step measured: the loss at the step's params, ‖∇E‖, and η_τ."""

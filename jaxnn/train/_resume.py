@@ -10,6 +10,8 @@ import numpy as np
 
 from jaxnn import checkpoint as ckpt
 
+__all__ = ["blank", "concat", "restore", "save"]
+
 
 def blank(shape_tree: Any) -> Any:
     """NaN (floats) or zeros (other dtypes) shaped like an eval_shape result."""
