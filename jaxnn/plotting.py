@@ -23,6 +23,7 @@ __all__ = [
     "layer_colors",
     "layer_statistics",
     "lr_sweep",
+    "lr_sweep_curves",
     "rate_check",
     "save",
     "training_curves",
@@ -228,7 +229,7 @@ def direction_decay(
     return fig
 
 
-def lr_sweep(
+def lr_sweep_curves(
     lrs: Any,
     final_loss: Any,
     failed: Any,
@@ -338,3 +339,8 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+#: The name of :func:`lr_sweep_curves` in jaxnn 0.1 (``sweep.lr_sweep`` runs a sweep; this
+#: draws one).
+lr_sweep = lr_sweep_curves

@@ -32,7 +32,7 @@ def test_plotting_takes_arrays():
 
 
 def test_lr_sweep_figure():
-    fig = plotting.lr_sweep(
+    fig = plotting.lr_sweep_curves(
         [0.1, 0.3, 1.0],
         [[[2.0], [0.5], [np.nan]], [[1.0], [0.1], [5.0]]],
         [[[False], [False], [True]], [[False], [False], [True]]],

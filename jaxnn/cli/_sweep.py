@@ -159,7 +159,7 @@ def sweep_command(args) -> dict:
     thresholds = [row.get("threshold", math.nan) for row in report.rows]
     batch = "full batch" if batch_size is None else f"batch {batch_size}"
     plotting.save(
-        plotting.lr_sweep(
+        plotting.lr_sweep_curves(
             report.lrs,
             report.final_loss,
             report.failed,
