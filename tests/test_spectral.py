@@ -268,3 +268,47 @@ def test_sharpness_hook_on_a_quadratic_is_constant_and_knows_the_momentum_thresh
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_subspace_overlap_and_directional_curvature_against_the_dense_hessian(mlp):
+    """‖Π_U v‖²/‖v‖² and vᵀHv/vᵀv against NumPy on the exact float64 Hessian (P = 74)."""
+    params, _ = mlp
+    matrix, unravel = hessian.hessian_matrix(mlp_loss, params)
+    h = np.asarray(matrix)
+    lam, u = np.linalg.eigh(h)
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(h.shape[0])
+    top = [unravel(jnp.asarray(u[:, -i])) for i in (1, 2, 3)]
+    expected = np.sum((u[:, -3:].T @ v) ** 2) / (v @ v)
+    got = spectral.subspace_overlap(top, unravel(jnp.asarray(v)))
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    # any basis of the same span gives the same projection; a vector inside has overlap 1
+    mixed = [unravel(jnp.asarray(u[:, -1] + 2 * u[:, -2])), top[1], top[2]]
+    np.testing.assert_allclose(spectral.subspace_overlap(mixed, unravel(jnp.asarray(v))), expected)
+    inside = unravel(jnp.asarray(u[:, -3:] @ rng.standard_normal(3)))
+    np.testing.assert_allclose(spectral.subspace_overlap(top, inside), 1.0, rtol=1e-12)
+    outside = unravel(jnp.asarray(u[:, 0]))
+    np.testing.assert_allclose(spectral.subspace_overlap(top, outside), 0.0, atol=1e-20)
+    # the Eigenpairs of top_eigenvalues serve as the basis, and it all runs under jit
+    pairs = spectral.top_eigenvalues(mlp_loss, params, 3, key=jax.random.key(5), order=74)
+    np.testing.assert_allclose(
+        jax.jit(spectral.subspace_overlap)(pairs, unravel(jnp.asarray(v))), expected, rtol=1e-6
+    )
+    # curvature along v, and along an eigenvector: its eigenvalue
+    curv = jax.jit(spectral.directional_curvature, static_argnums=0)
+    np.testing.assert_allclose(curv(mlp_loss, params, unravel(jnp.asarray(v))), v @ h @ v / (v @ v))
+    np.testing.assert_allclose(curv(mlp_loss, params, top[0]), lam[-1], rtol=1e-10)
+    # on a block: the masked vector against the masked matrix
+    first = spectral.directional_curvature(
+        mlp_loss, params, unravel(jnp.asarray(v)), mask=lambda path: path.startswith("[0]")
+    )
+    on = np.asarray(
+        jax.flatten_util.ravel_pytree(
+            [jax.tree.map(jnp.ones_like, params[0])]
+            + [jax.tree.map(jnp.zeros_like, p) for p in params[1:]]
+        )[0]
+    )
+    w = v * on
+    np.testing.assert_allclose(first, w @ h @ w / (w @ w), rtol=1e-10)
+    with pytest.raises(ValueError, match="every vector must have the 74 entries"):
+        spectral.subspace_overlap([jnp.ones(3)], unravel(jnp.asarray(v)))

@@ -28,6 +28,9 @@ vectors come from an explicit ``key``.
   error; :func:`spectral_density` — stochastic Lanczos quadrature.
 * :func:`sharpness_hook` — a :class:`jaxnn.train.Hook` recording λmax during training
   (edge of stability), warm-started from the previous eigenvector.
+* :func:`subspace_overlap` — ‖Π_U v‖²/‖v‖², how much of a direction (a gradient, an
+  update) lies in the span of some vectors (the top eigenvectors);
+  :func:`directional_curvature` — vᵀAv/vᵀv, the curvature along a direction.
 
 
 The operators live in :mod:`jaxnn.curvature` and are re-exported here; the solvers are
@@ -48,6 +51,7 @@ References:
 """
 
 from jaxnn.curvature import Curvature, gauss_newton, hessian_curvature, hvp, objective_loss
+from jaxnn.spectral._alignment import directional_curvature, subspace_overlap
 from jaxnn.spectral._eigen import (
     Eigenpairs,
     Extremes,
@@ -71,6 +75,7 @@ __all__ = [
     "PowerResult",
     "TraceEstimate",
     "bottom_eigenvalues",
+    "directional_curvature",
     "gauss_newton",
     "hessian_curvature",
     "hutchinson_trace",
@@ -81,5 +86,6 @@ __all__ = [
     "power_iteration",
     "sharpness_hook",
     "spectral_density",
+    "subspace_overlap",
     "top_eigenvalues",
 ]
