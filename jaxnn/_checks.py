@@ -52,13 +52,6 @@ def concrete(value: Any) -> np.ndarray | None:
         return None
 
 
-def _show(value: Any) -> str:
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return repr(arr.item())
-    return f"array of shape {arr.shape}"
-
-
 def real_scalar(name: str, value: Any) -> Any:
     """Checks that ``value`` is a real scalar (Python, NumPy or 0-d JAX; traced allowed)."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
