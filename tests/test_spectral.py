@@ -106,6 +106,55 @@ def test_top_and_bottom_eigenvalues_of_a_bowl_and_an_mlp(mlp):
     np.testing.assert_allclose(bottom.values, exact[:5], atol=1e-4 * scale)
 
 
+def test_converged_eigenvalues_meet_tol_against_the_exact_spectrum(mlp):
+    """Thick-restart Lanczos (a 12-vector basis, so it must restart) until ‖Hv − θv‖ ≤
+    tol·|θ|: each θ within its residual of an exact eigenvalue (|θ − λ| ≤ ‖r‖ for symmetric
+    H), and the HVPs it reports are the HVPs it made."""
+    params, spec = mlp
+    exact = np.sort(np.asarray(spec.eigenvalues))
+    calls = []
+
+    def counted(loss):
+        def matvec(p, v):
+            jax.debug.callback(lambda: calls.append(1))
+            return spectral.hvp(loss, p, v)
+
+        return spectral.Curvature(matvec)
+
+    # the MLP's top; a bowl's bottom (the MLP's is a cluster at 0, where no relative
+    # tolerance can be met: its residuals stay near ε·λmax)
+    lam = np.concatenate([[-2.0, -1.9, -1.8, -1.0], np.linspace(0.0, 5.0, 60)])
+    b, w = bowl(lam)
+    cases = (
+        (spectral.top_eigenvalues, counted(mlp_loss), params, exact[::-1][:4]),
+        (spectral.bottom_eigenvalues, counted(b.loss), w, lam[:4]),
+    )
+    for find, op, point, wanted in cases:
+        calls.clear()
+        pairs = find(op, point, 4, key=jax.random.key(3), order=12, tol=1e-8)
+        assert np.asarray(pairs.converged).all() and pairs.lanczos is None
+        res = np.asarray(pairs.residuals)
+        assert (res <= 1e-8 * np.abs(np.asarray(pairs.values))).all()
+        np.testing.assert_array_less(np.abs(np.asarray(pairs.values) - wanted), res + 1e-12)
+        assert int(pairs.matvecs) == len(calls) > 12 + 4  # restarted at least once
+    # one run of 12 steps does not get there, and says so
+    plain = spectral.top_eigenvalues(mlp_loss, params, 4, key=jax.random.key(3), order=12)
+    assert not np.asarray(plain.converged).all() and plain.matvecs == 16
+    # the whole solver runs under jit; a budget too small stops it, unconverged
+    solve = jax.jit(
+        lambda p: (
+            spectral.top_eigenvalues(
+                mlp_loss, p, 4, key=jax.random.key(3), order=12, tol=1e-8
+            ).values
+        )
+    )
+    np.testing.assert_allclose(solve(params), exact[::-1][:4], rtol=1e-7)
+    short = spectral.top_eigenvalues(
+        mlp_loss, params, 4, key=jax.random.key(3), order=12, tol=1e-8, max_matvecs=16
+    )
+    assert int(short.matvecs) == 16 and not np.asarray(short.converged).all()
+
+
 def test_hutchinson_trace_is_within_three_standard_errors(mlp):
     params, spec = mlp
     est = spectral.hutchinson_trace(mlp_loss, params, key=jax.random.key(4), probes=200)
@@ -245,6 +294,27 @@ def test_sharpness_hook_on_a_quadratic_is_constant_and_knows_the_momentum_thresh
             lambda: spectral.top_eigenvalues("loss", jnp.ones(3), 1, key=jax.random.key(0)),
             TypeError,
             "loss_fn must be a function",
+        ),
+        (
+            lambda: spectral.top_eigenvalues(
+                lambda w: w @ w, jnp.ones(3), 4, key=jax.random.key(0), tol=1e-6
+            ),
+            ValueError,
+            "k must be at most the 3 parameters, got 4",
+        ),
+        (
+            lambda: spectral.top_eigenvalues(
+                lambda w: w @ w, jnp.ones(40), 2, key=jax.random.key(0), tol=0.0
+            ),
+            ValueError,
+            "tol must satisfy 0.0 < tol, got 0.0",
+        ),
+        (
+            lambda: spectral.bottom_eigenvalues(
+                lambda w: w @ w, jnp.ones(40), 2, key=jax.random.key(0), tol=1e-6, max_matvecs=5
+            ),
+            ValueError,
+            "max_matvecs must cover one cycle of order",
         ),
         (
             lambda: spectral.hutchinson_trace(

@@ -16,6 +16,7 @@ from jaxnn import _checks
 from jaxnn.base import Array, Params, PRNGKey
 from jaxnn.curvature import Curvature
 from jaxnn.spectral import _common as common
+from jaxnn.spectral._restart import restarted_jit
 
 __all__ = [
     "Eigenpairs",
@@ -341,24 +342,63 @@ def tridiagonal(alpha: Array, beta: Array) -> np.ndarray:
 class Eigenpairs(NamedTuple):
     """``values`` (the selected Ritz values), ``vectors`` (their Ritz vectors: a pytree,
     every leaf with a leading axis of len(values)), ``residuals`` ‖Av − λv‖ (each costs one
-    more product with A), and the :class:`LanczosResult`."""
+    more product with A), the :class:`LanczosResult` of the single run (None when the
+    solver restarted to meet ``tol``), ``converged`` (one bool per pair: residual ≤
+    tol·|λ|) and ``matvecs`` (the products with A spent, residuals included)."""
 
-    values: np.ndarray
+    values: Any
     vectors: Tree
-    residuals: np.ndarray
-    lanczos: LanczosResult
+    residuals: Any
+    lanczos: LanczosResult | None
+    converged: Any
+    matvecs: Any
 
 
-def _extreme(loss_fn, params, k, key, order, mask, top: bool) -> Eigenpairs:
+def _extreme(loss_fn, params, k, key, order, mask, top, tol, max_matvecs, v0) -> Eigenpairs:
     key = _checks.prng_key("key", key)
     k = _checks.positive_int("k", k)
     block = common.block(mask, params)
-    op = common.restricted(common.matvec(loss_fn), params, block)
+    matvec = common.matvec(loss_fn)
     size = common.size(params, block)
+    if k > size:
+        raise ValueError(f"k must be at most the {size} parameters, got {k}")
     order = min(size, max(30, 3 * k)) if order is None else _checks.positive_int("order", order)
     if k > order:
         raise ValueError(f"k must be at most order={order}, got {k}")
-    result = lanczos(loss_fn, params, order, key=key, mask=mask)
+    if tol is not None:
+        _checks.in_range("tol", tol, 0.0, low_open=True)
+        if order == k and order < size:
+            raise ValueError(
+                f"order must exceed k to restart (room for new Lanczos vectors), got "
+                f"order={order}, k={k}"
+            )
+        budget = (
+            50 * order if max_matvecs is None else _checks.positive_int("max_matvecs", max_matvecs)
+        )
+        if budget < order + k:
+            raise ValueError(
+                f"max_matvecs must cover one cycle of order + k = {order + k} products, got "
+                f"{budget}"
+            )
+        keep = min(order - 1, k + (order - k) // 2) if order < size else k
+        found = restarted_jit(
+            matvec,
+            params,
+            block,
+            key if v0 is None else v0,
+            k,
+            order,
+            keep,
+            top,
+            tol,
+            budget,
+            jax.random.fold_in(key, 7),
+        )
+        return Eigenpairs(
+            found.values, found.vectors, found.residuals, None, found.converged, found.matvecs
+        )
+    op = common.restricted(matvec, params, block)
+    result = lanczos(loss_fn, params, order, key=key, mask=mask, v0=v0)
     pick = np.argsort(result.ritz_values)[::-1][:k] if top else np.argsort(result.ritz_values)[:k]
     coef = jnp.asarray(result.ritz_vectors[:, pick], common.dtype(params))
     vectors = jax.tree.map(lambda q: jnp.tensordot(coef.T, q, axes=1), result.basis)
@@ -368,7 +408,16 @@ def _extreme(loss_fn, params, k, key, order, mask, top: bool) -> Eigenpairs:
         u = jax.tree.map(lambda x, i=i: x[i], vectors)
         r = optax.tree.add_scale(op(u), -float(values[i]), u)
         residuals.append(float(optax.tree.norm(r)))
-    return Eigenpairs(np.asarray(values), vectors, np.asarray(residuals), result)
+    residuals = np.asarray(residuals)
+    default = float(np.sqrt(np.finfo(common.dtype(params)).eps))
+    return Eigenpairs(
+        np.asarray(values),
+        vectors,
+        residuals,
+        result,
+        residuals <= default * np.abs(values),
+        order + k,
+    )
 
 
 def top_eigenvalues(
@@ -378,11 +427,31 @@ def top_eigenvalues(
     *,
     key: PRNGKey,
     order: int | None = None,
+    tol: float | None = None,
+    max_matvecs: int | None = None,
+    v0: Tree | None = None,
     mask: Any = None,
 ) -> Eigenpairs:
-    """The k largest eigenvalues (descending) from ``order`` Lanczos steps (default
-    max(30, 3k), at most P), with Ritz vectors and residuals ‖Av − λv‖."""
-    return _extreme(loss_fn, params, k, key, order, mask, top=True)
+    """The k largest eigenvalues of A (descending), with Ritz vectors, residuals
+    ‖Av − λv‖ and which of them converged.
+
+    Without ``tol``, one run of ``order`` Lanczos steps (default max(30, 3k), at most P);
+    ``converged`` then judges each pair at tol = √ε of the params' dtype (1.5e-8 in
+    float64, 3.5e-4 in float32). With ``tol``, thick-restart Lanczos (a basis of ``order``
+    vectors, about half of it kept at each restart; Wu and Simon 2000) runs under ``jit``
+    until every wanted pair's relative residual ‖Av − λv‖ ≤ tol·|λ| or ``max_matvecs``
+    products (default 50·order) are spent; ``converged`` says which pairs met it, from
+    their true residuals, and ``matvecs`` what it cost. ``v0`` replaces the random start
+    (a warm start: the previous eigenvector, or a sum of several).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> pairs = top_eigenvalues(lambda w: 0.5 * w @ (jnp.arange(1.0, 41.0) * w),
+      ...                         jnp.ones(40), 3, key=jax.random.key(0), tol=1e-6)
+      >>> [round(float(v), 4) for v in pairs.values], bool(pairs.converged.all())
+      ([40.0, 39.0, 38.0], True)
+    """
+    return _extreme(loss_fn, params, k, key, order, mask, True, tol, max_matvecs, v0)
 
 
 def bottom_eigenvalues(
@@ -392,9 +461,14 @@ def bottom_eigenvalues(
     *,
     key: PRNGKey,
     order: int | None = None,
+    tol: float | None = None,
+    max_matvecs: int | None = None,
+    v0: Tree | None = None,
     mask: Any = None,
 ) -> Eigenpairs:
-    """The k smallest eigenvalues (ascending; negative ones first) from ``order`` Lanczos
-    steps, with Ritz vectors and residuals. The bottom of a network's spectrum is a dense
-    cluster near 0, where Lanczos converges slowly: check the residuals."""
-    return _extreme(loss_fn, params, k, key, order, mask, top=False)
+    """The k smallest eigenvalues of A (ascending; negative ones first), with Ritz
+    vectors, residuals and which of them converged; ``order``, ``tol``, ``max_matvecs``
+    and ``v0`` as in :func:`top_eigenvalues`. The bottom of a network's spectrum is a
+    dense cluster near 0, where Lanczos converges slowly and a relative tolerance may
+    never be met: read ``converged``."""
+    return _extreme(loss_fn, params, k, key, order, mask, False, tol, max_matvecs, v0)
