@@ -12,6 +12,11 @@ matrix:
 * :func:`gauss_newton` — A = Jᵀ H_ℓ J, the generalised Gauss-Newton matrix of a loss
   ℓ(f(w)) (J the Jacobian of the model's outputs f, H_ℓ the Hessian of the loss in the
   outputs): positive semi-definite when ℓ is convex in f.
+* :func:`fisher` — the model's Fisher information (1/n) Σᵢ E_{ŷ ~ p(·|xᵢ)} gᵢgᵢᵀ, gᵢ =
+  ∇ log p(ŷ|xᵢ), exact or from one sampled label per example; :func:`empirical_fisher` —
+  the same with the data's labels in place of the model's samples.
+* :func:`preconditioned` — D^{-1/2} A D^{-1/2} for a positive diagonal D (an adaptive
+  optimiser's): its λmax is the effective sharpness.
 * :func:`objective_loss` — the loss of a :func:`jaxnn.train.objective` as a function of the
   params alone, for any of these.
 
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
@@ -36,7 +42,18 @@ from jax import lax
 from jaxnn import _checks
 from jaxnn.base import Array, Params, PRNGKey
 
-__all__ = ["Curvature", "gauss_newton", "hessian_curvature", "hvp", "objective_loss"]
+__all__ = [
+    "LIKELIHOODS",
+    "Curvature",
+    "empirical_fisher",
+    "fisher",
+    "gauss_newton",
+    "hessian_curvature",
+    "hvp",
+    "objective_loss",
+    "operator",
+    "preconditioned",
+]
 
 Tree = Any
 
@@ -156,3 +173,205 @@ def gauss_newton(
         return jax.vjp(model_fn, params)[1](hjv)[0]
 
     return Curvature(matvec)
+
+
+@functools.lru_cache(maxsize=64)
+def _hessian_of(loss_fn: Callable) -> Curvature:
+    """One Curvature per loss function, so that compiled loops are reused across calls."""
+    return hessian_curvature(loss_fn)
+
+
+def operator(loss_fn: Any) -> Callable[[Params, Tree], Tree]:
+    """The matvec of a :class:`Curvature`, or the Hessian-vector product of a loss."""
+    if isinstance(loss_fn, Curvature):
+        return loss_fn.matvec
+    if callable(loss_fn):
+        return _hessian_of(loss_fn).matvec
+    raise TypeError(
+        f"loss_fn must be a function loss_fn(params) -> scalar or a Curvature, got {loss_fn!r}"
+    )
+
+
+def preconditioned(loss_fn: Callable | Curvature, d: Tree) -> Curvature:
+    """The curvature v ↦ D^{-1/2} A D^{-1/2} v for a positive diagonal D.
+
+    An adaptive optimiser steps w ← w − η D⁻¹ m (:func:`jaxnn.optimizers.preconditioner`
+    gives its D); on a quadratic with Hessian A it is gradient descent (for AdaGrad and
+    RMSProp) or momentum descent (Adam) in the coordinates u = D^{1/2} w, whose Hessian
+    is D^{-1/2} A D^{-1/2}. Its λmax, the *effective sharpness*, is what stability is
+    judged by: λ < 2/η for RMSProp-like steps, (2 + 2β₁)/((1 − β₁)η) for Adam (Cohen et
+    al., "Adaptive gradient methods at the edge of stability" (2022),
+    https://arxiv.org/abs/2207.14484). It has the eigenvalues of D⁻¹A.
+
+    Args:
+      loss_fn: ``loss_fn(params) -> scalar`` (A its Hessian) or a :class:`Curvature`.
+      d: the diagonal, a pytree shaped like the params, every entry > 0.
+
+    Returns:
+      A :class:`Curvature` every tool of :mod:`jaxnn.spectral` accepts.
+
+    Raises:
+      ValueError: an entry of ``d`` that is not positive (where ``d`` is concrete), or a
+        ``d`` whose structure or shapes differ from the params (at the first product).
+    """
+    matvec = operator(loss_fn)
+    for i, leaf in enumerate(jax.tree.leaves(d)):
+        value = _checks.concrete(leaf)
+        if value is not None and not np.all(np.asarray(value) > 0):
+            raise ValueError(f"d (leaf {i}) must be positive everywhere (a diagonal D > 0)")
+
+    def product(params, v):
+        shapes = jax.tree.map(np.shape, params), jax.tree.map(np.shape, d)
+        if jax.tree.structure(d) != jax.tree.structure(params) or shapes[0] != shapes[1]:
+            raise ValueError(
+                f"d must be a pytree shaped like the params: got {shapes[1]}, params {shapes[0]}"
+            )
+        scale = jax.tree.map(lax.rsqrt, d)
+        return optax.tree.mul(scale, matvec(params, optax.tree.mul(scale, v)))
+
+    return Curvature(product)
+
+
+LIKELIHOODS = ("categorical", "gaussian")
+
+
+def _xy(data: Any) -> tuple[Any, Any]:
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"data must be a pair (x, y) of arrays, got {type(data).__name__}")
+    x, y = data
+    rows = {int(np.shape(a)[0]) for a in jax.tree.leaves((x, y)) if np.ndim(a)}
+    if len(rows) != 1:
+        raise ValueError(
+            f"x and y must have the same number of rows, got shapes {np.shape(x)} and {np.shape(y)}"
+        )
+    _checks.finite("data (x)", x)
+    return x, y
+
+
+def _outer_products(per_example: Callable[[Params], Array], n: int) -> Callable:
+    """v ↦ (1/n) Σᵢ ∇ℓᵢ (∇ℓᵢᵀ v) for the vector of per-example losses ℓ(w) of length n:
+    one ``jvp`` (the n numbers ∇ℓᵢᵀv) and one ``vjp``, never the n gradients."""
+
+    def matvec(params, v):
+        directional = jax.jvp(per_example, (params,), (v,))[1]
+        return jax.vjp(per_example, params)[1](directional / n)[0]
+
+    return matvec
+
+
+def empirical_fisher(model_fn: Callable, loss: Callable, data: Any) -> Curvature:
+    """The empirical Fisher F̃ = (1/n) Σᵢ ∇ℓᵢ ∇ℓᵢᵀ over the n examples of ``data``.
+
+    ℓᵢ = ``loss(model_fn(params, x)[i:i+1], y[i:i+1])``, the loss of example i alone
+    (``loss`` is a mean over its batch, like :mod:`jaxnn.losses`' functions, so a batch of
+    one is the example's loss). The gradient of the mean loss is (1/n) Σᵢ ∇ℓᵢ, not a term
+    of F̃: F̃ is the uncentred second moment of the per-example gradients, which at a
+    minimum of E (the mean gradient 0) is their covariance. It uses the data's labels, so
+    it is not the model's Fisher (:func:`fisher`) and can differ from it badly away from a
+    minimum (Kunstner, Hennig and Balles, "Limitations of the empirical Fisher
+    approximation for natural gradient descent" (2019), https://arxiv.org/abs/1905.12558).
+
+    Args:
+      model_fn: ``model_fn(params, x) -> outputs``, a batch in, a batch out, each example's
+        outputs depending on that example only (no batch-norm batch statistics).
+      loss: ``loss(outputs, targets) -> scalar``, a mean over the batch.
+      data: ``(x, y)``, arrays with a leading axis of n examples.
+
+    Returns:
+      A :class:`Curvature`; a product costs one ``jvp`` and one ``vjp`` over the batch.
+    """
+    if not (callable(model_fn) and callable(loss)):
+        raise TypeError(
+            "empirical_fisher needs model_fn(params, x) -> outputs and loss(outputs, targets)"
+        )
+    x, y = _xy(data)
+    n = int(np.shape(jax.tree.leaves(x)[0])[0])
+
+    def per_example(params):
+        outputs = model_fn(params, x)
+        return jax.vmap(lambda o, t: loss(o[None], t[None]))(outputs, y)
+
+    return Curvature(_outer_products(per_example, n))
+
+
+def fisher(
+    model_fn: Callable, data: Any, *, likelihood: str = "categorical", key: PRNGKey | None = None
+) -> Curvature:
+    """The model's Fisher information F = (1/n) Σᵢ E_{ŷ ~ p(·|xᵢ)} [gᵢ gᵢᵀ], gᵢ = ∇_w log
+    p(ŷ | xᵢ), the expectation over the model's own predictive distribution: the labels in
+    ``data`` are not used.
+
+    ``likelihood`` gives p(·|x) from the outputs f = model_fn(params, x):
+
+    * ``"categorical"`` — softmax(f): F = (1/n) Σᵢ Jᵢᵀ (diag(pᵢ) − pᵢpᵢᵀ) Jᵢ, the
+      Gauss-Newton matrix of the mean softmax cross-entropy;
+    * ``"gaussian"`` — N(f, I): F = (1/n) Σᵢ JᵢᵀJᵢ, the Gauss-Newton matrix of
+      :func:`jaxnn.losses.quadratic` (½‖f − y‖² per example, a mean over examples).
+
+    Without ``key`` the expectation is exact (the closed forms above, by ``jvp`` and
+    ``vjp``). With ``key``, one label ŷᵢ is sampled per example (``categorical`` on the
+    logits, or f + N(0, I)), F̂ = (1/n) Σᵢ ∇ log p(ŷᵢ|xᵢ) ∇ log p(ŷᵢ|xᵢ)ᵀ: unbiased (E F̂ =
+    F), of rank at most n, the labels fixed by ``key`` at each params (the Monte-Carlo
+    Fisher of curvlinops and K-FAC). The mean over examples, not the sum: multiply by n
+    for the Fisher of the whole dataset's log-likelihood.
+
+    Args:
+      model_fn: ``model_fn(params, x) -> outputs`` of shape (n, K), a batch in, a batch out.
+      data: ``(x, y)``; only x is used (y is accepted so that the same pair serves
+        :func:`empirical_fisher`), or x alone.
+      likelihood: ``"categorical"`` or ``"gaussian"``.
+      key: a PRNG key for the Monte-Carlo Fisher; None for the exact one.
+
+    Returns:
+      A :class:`Curvature`.
+
+    References:
+      Martens, "New insights and perspectives on the natural gradient method", JMLR 21
+      (2020), https://jmlr.org/papers/v21/17-678.html.
+    """
+    if not callable(model_fn):
+        raise TypeError(f"model_fn must be a function model_fn(params, x), got {model_fn!r}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {list(LIKELIHOODS)}, got {likelihood!r}")
+    if isinstance(data, (tuple, list)):
+        x = _xy(data)[0]
+    else:
+        x = data
+        _checks.finite("data (x)", x)
+    n = int(np.shape(jax.tree.leaves(x)[0])[0])
+
+    def outputs_of(params):
+        return model_fn(params, x)
+
+    if key is None:
+
+        def matvec(params, v):
+            outputs, jv = jax.jvp(outputs_of, (params,), (v,))
+            if likelihood == "categorical":
+                p = jax.nn.softmax(outputs, axis=-1)
+                jv = p * jv - p * jnp.sum(p * jv, axis=-1, keepdims=True)
+            return jax.vjp(outputs_of, params)[1](jv / n)[0]
+
+        return Curvature(matvec)
+
+    sampler = _checks.prng_key("key", key)
+
+    def matvec_sampled(params, v):
+        outputs = lax.stop_gradient(outputs_of(params))
+        if likelihood == "categorical":
+            labels = jax.random.categorical(sampler, outputs, axis=-1)
+
+            def per_example(p):
+                logp = jax.nn.log_softmax(outputs_of(p), axis=-1)
+                return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+
+        else:
+            sample = outputs + jax.random.normal(sampler, outputs.shape, outputs.dtype)
+
+            def per_example(p):
+                diff = (outputs_of(p) - sample).reshape(n, -1)
+                return 0.5 * jnp.sum(diff * diff, axis=1)
+
+        return _outer_products(per_example, n)(params, v)
+
+    return Curvature(matvec_sampled)

@@ -70,10 +70,12 @@ __all__ = [
     "SwitchState",
     "adagrad",
     "adam",
+    "adaptive",
     "get",
     "learning_rate",
     "momentum",
     "nesterov",
+    "preconditioner",
     "proximal_l1",
     "rmsprop",
     "scale_by_adagrad",
@@ -427,3 +429,94 @@ def learning_rate(opt_state: Any) -> Any:
                 if key in s.hyperparams:
                     return s.hyperparams[key]
     return jnp.asarray(jnp.nan)
+
+
+def _adaptive_states(state: Any, hyper: dict, found: list) -> None:
+    """Collects (kind, state, hyperparams) for every adaptive scaling inside ``state``."""
+    if isinstance(state, SwitchState):
+        raise ValueError(
+            "opt_state is a switch state: its chosen optimiser is a traced index; pass the "
+            "chosen optimiser's state, opt_state.states[i]"
+        )
+    if hasattr(state, "hyperparams") and hasattr(state, "inner_state"):
+        _adaptive_states(state.inner_state, {**hyper, **state.hyperparams}, found)
+    elif isinstance(state, ScaleByAdagradState):
+        found.append(("adagrad", state, hyper))
+    elif isinstance(state, optax.ScaleByRmsState):
+        found.append(("rmsprop", state, hyper))
+    elif isinstance(state, optax.ScaleByAdamState):
+        found.append(("adam", state, hyper))
+    elif isinstance(state, (tuple, list)):
+        for s in state:
+            _adaptive_states(s, hyper, found)
+    elif isinstance(state, dict):
+        for s in state.values():
+            _adaptive_states(s, hyper, found)
+
+
+def preconditioner(opt_state: Any, *, eps: Any = None, b2: Any = None) -> Any:
+    """The diagonal D with which an adaptive optimiser steps: Δw = −η D⁻¹ m.
+
+    ==========  ==========================  ============================================
+    optimiser   D                           m
+    ==========  ==========================  ============================================
+    adagrad     √G + ε                      g
+    rmsprop     √s + ε                      g
+    adam        √(v / (1 − β₂^τ)) + ε       m̂ = m / (1 − β₁^τ), the corrected first moment
+    ==========  ==========================  ============================================
+
+    read from ``opt_state`` after τ ≥ 1 steps, with ε and the bias correction exactly as
+    the step used them: D is the preconditioner of the *last* step. The effective
+    sharpness λmax(D^{-1/2} H D^{-1/2}) (:func:`jaxnn.spectral.preconditioned`) is then
+    compared with 2/η (AdaGrad, RMSProp) or (2 + 2β₁)/((1 − β₁)η) (Adam;
+    :func:`jaxnn.rates.max_stable_lr` with ``ema=True``): Cohen et al., "Adaptive gradient
+    methods at the edge of stability" (2022), https://arxiv.org/abs/2207.14484.
+
+    Args:
+      opt_state: the state of :func:`adagrad`, :func:`rmsprop` or :func:`adam` (or of an
+        optax chain holding ``scale_by_adam``/``scale_by_rms`` or jaxnn's
+        ``scale_by_adagrad``).
+      eps, b2: override ε and β₂; needed only for plain optax states, which do not record
+        their hyperparameters (jaxnn's optimisers do).
+
+    Returns:
+      A pytree shaped like the params. jit-compatible.
+
+    Raises:
+      ValueError: a state with no adaptive scaling (SGD, momentum), with more than one,
+        a ``switch`` state, an Adam state before its first step, or missing ε/β₂.
+    """
+    kind, state, hyper = adaptive(opt_state)
+    eps = hyper.get("eps") if eps is None else eps
+    if eps is None:
+        raise ValueError(f"the {kind} state does not record eps: pass eps=...")
+    if kind == "adagrad":
+        return jax.tree.map(lambda g: jnp.sqrt(g) + eps, state.sum_of_squares)
+    if kind == "rmsprop":
+        return jax.tree.map(lambda s: jnp.sqrt(s) + eps, state.nu)
+    b2 = hyper.get("b2") if b2 is None else b2
+    if b2 is None:
+        raise ValueError("the adam state does not record b2: pass b2=...")
+    count = _checks.concrete(state.count)
+    if count is not None and int(count) == 0:
+        raise ValueError("the adam state has taken no step yet: D needs τ ≥ 1 (v̂ = v/(1 − β₂^τ))")
+    correction = 1.0 - jnp.asarray(b2) ** state.count
+    return jax.tree.map(lambda v: jnp.sqrt(v / correction) + eps, state.nu)
+
+
+def adaptive(opt_state: Any) -> tuple[str, Any, dict]:
+    """The one adaptive scaling in ``opt_state``: its kind ("adagrad", "rmsprop" or
+    "adam"), its state and the hyperparameters recorded around it."""
+    found: list = []
+    _adaptive_states(opt_state, {}, found)
+    if not found:
+        raise ValueError(
+            f"opt_state has no preconditioner: it must be the state of adagrad, rmsprop or "
+            f"adam (got {type(opt_state).__name__}; SGD and momentum step with D = I)"
+        )
+    if len(found) > 1:
+        raise ValueError(
+            f"opt_state holds {len(found)} adaptive scalings ({[k for k, _, _ in found]}); "
+            "pass the state of one optimiser"
+        )
+    return found[0]

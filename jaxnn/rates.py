@@ -95,16 +95,24 @@ def predicted_rates_momentum(eigenvalues: Any, lr: Any, mu: Any, nesterov: bool 
     return spectral_radius(*momentum_recurrence(eigenvalues, lr, mu, nesterov))
 
 
-def max_stable_lr(lambda_max: Any, mu: Any = 0.0, nesterov: bool = False) -> Any:
+def max_stable_lr(
+    lambda_max: Any, mu: Any = 0.0, nesterov: bool = False, *, ema: bool = False
+) -> Any:
     """The largest stable step for curvature λmax (the same bound read as λ < … for a given η).
 
     Gradient descent: η < 2/λmax. Heavy ball: η < 2(1 + μ)/λmax (a root of the recurrence
     reaches −1 at ηλ = 2 + 2μ). Nesterov: η < 2(1 + μ)/((1 + 2μ) λmax) (a root reaches −1
-    at (1 − ηλ)(1 + 2μ) = −1).
+    at (1 − ηλ)(1 + 2μ) = −1). ``ema=True``: the momentum is an average m ← μm + (1 − μ)g
+    (Adam's first moment, μ = β₁), heavy ball with step η(1 − μ), so η < 2(1 + μ)/((1 −
+    μ)λmax): read for the preconditioned curvature of Adam, λ < (2 + 2β₁)/((1 − β₁)η),
+    38/η at β₁ = 0.9 (Cohen et al. 2022, https://arxiv.org/abs/2207.14484). RMSProp and
+    AdaGrad (no momentum) keep λ < 2/η.
     """
     _checks.in_range("lambda_max", lambda_max, 0.0, low_open=True)
     _checks.in_range("mu", mu, 0.0, 1.0, high_open=True)
     bound = 2.0 * (1.0 + mu) / lambda_max
+    if ema:
+        bound = bound / (1.0 - mu)
     return bound / (1.0 + 2.0 * mu) if nesterov else bound
 
 

@@ -9,6 +9,10 @@ A *curvature* is a symmetric linear map v ↦ Av on params-shaped pytrees:
 * :func:`hessian_curvature` — A = ∇²E(w), by :func:`hvp` (forward-over-reverse: the
   ``jvp`` of ``grad``, about the cost of two gradients); optionally E = the mean of a
   per-batch loss over a dataset, the products summed batch by batch.
+* :func:`fisher` — the model's Fisher (1/n) Σᵢ E_ŷ[∇log p(ŷ|xᵢ) ∇log p(ŷ|xᵢ)ᵀ], exact or
+  Monte-Carlo; :func:`empirical_fisher` — (1/n) Σᵢ ∇ℓᵢ∇ℓᵢᵀ with the data's labels;
+  :func:`preconditioned` — D^{-1/2} A D^{-1/2}, the effective curvature of an adaptive
+  optimiser with diagonal D.
 * :func:`gauss_newton` — A = Jᵀ H_ℓ J, the generalised Gauss-Newton matrix of a loss
   ℓ(f(w)) (J the Jacobian of the model's outputs f, H_ℓ the Hessian of the loss in the
   outputs): positive semi-definite when ℓ is convex in f.
@@ -30,7 +34,9 @@ vectors come from an explicit ``key``.
   (edge of stability), warm-started from the previous eigenvector.
 * :func:`subspace_overlap` — ‖Π_U v‖²/‖v‖², how much of a direction (a gradient, an
   update) lies in the span of some vectors (the top eigenvectors);
-  :func:`directional_curvature` — vᵀAv/vᵀv, the curvature along a direction.
+  :func:`directional_curvature` — vᵀAv/vᵀv, the curvature along a direction;
+  :func:`principal_angles` — how far apart two subspaces are (the top eigenvectors of the
+  Hessian and of the Fisher).
 
 
 The operators live in :mod:`jaxnn.curvature` and are re-exported here; the solvers are
@@ -50,8 +56,18 @@ References:
   stability" (2021), https://openreview.net/forum?id=jh-rTtvkGeM.
 """
 
-from jaxnn.curvature import Curvature, gauss_newton, hessian_curvature, hvp, objective_loss
-from jaxnn.spectral._alignment import directional_curvature, subspace_overlap
+from jaxnn.curvature import (
+    LIKELIHOODS,
+    Curvature,
+    empirical_fisher,
+    fisher,
+    gauss_newton,
+    hessian_curvature,
+    hvp,
+    objective_loss,
+    preconditioned,
+)
+from jaxnn.spectral._alignment import directional_curvature, principal_angles, subspace_overlap
 from jaxnn.spectral._eigen import (
     Eigenpairs,
     Extremes,
@@ -67,6 +83,7 @@ from jaxnn.spectral._estimators import Density, TraceEstimate, hutchinson_trace,
 from jaxnn.spectral._sharpness import sharpness_hook
 
 __all__ = [
+    "LIKELIHOODS",
     "Curvature",
     "Density",
     "Eigenpairs",
@@ -76,6 +93,8 @@ __all__ = [
     "TraceEstimate",
     "bottom_eigenvalues",
     "directional_curvature",
+    "empirical_fisher",
+    "fisher",
     "gauss_newton",
     "hessian_curvature",
     "hutchinson_trace",
@@ -84,6 +103,8 @@ __all__ = [
     "lanczos",
     "objective_loss",
     "power_iteration",
+    "preconditioned",
+    "principal_angles",
     "sharpness_hook",
     "spectral_density",
     "subspace_overlap",

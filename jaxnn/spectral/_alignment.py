@@ -6,6 +6,8 @@ eigenvectors (Gur-Ari, Roberts and Dyer 2018). Two numbers say how much:
 * :func:`subspace_overlap` — ‖Π_U v‖² / ‖v‖², the fraction of v's squared length inside the
   span U of some vectors (the top-k eigenvectors, say): 1 when v lies in U, 0 when it is
   orthogonal to it.
+* :func:`principal_angles` — the cosines of the angles between two subspaces (the top
+  eigenvectors of the Hessian and of the Fisher, say): all 1 for the same span.
 * :func:`directional_curvature` — vᵀAv / vᵀv, the curvature of the loss along v (the
   Rayleigh quotient): between λmin and λmax, equal to λᵢ along the eigenvector uᵢ.
 
@@ -30,7 +32,7 @@ from jaxnn.curvature import Curvature
 from jaxnn.spectral import _common as common
 from jaxnn.spectral._eigen import Eigenpairs
 
-__all__ = ["directional_curvature", "subspace_overlap"]
+__all__ = ["directional_curvature", "principal_angles", "subspace_overlap"]
 
 Tree = Any
 
@@ -118,3 +120,48 @@ def directional_curvature(
     if block is not None:
         v = optax.tree.mul(block, v)
     return jnp.asarray(optax.tree.vdot(v, op(v)) / optax.tree.vdot(v, v))
+
+
+def principal_angles(u: Any, v: Any) -> Array:
+    """cos θᵢ of the principal angles between span(U) and span(V), largest first.
+
+    With orthonormal bases Q_U (P × k) and Q_V (P × l) from QR factorisations (so the
+    vectors need not be orthonormal), the cosines are the singular values of Q_Uᵀ Q_V
+    (Björck and Golub, "Numerical methods for computing angles between linear subspaces",
+    Math. Comp. 27 (1973), https://doi.org/10.2307/2005662): min(k, l) numbers in [0, 1],
+    1 for a direction the spans share, 0 for orthogonal ones. Σᵢ cos² θᵢ / k is the mean
+    overlap of U's vectors with V. jit-compatible.
+
+    Args:
+      u, v: each a list of pytrees shaped like the params, or an :class:`Eigenpairs` (its
+        Ritz vectors).
+
+    Returns:
+      An array of min(k, l) cosines, descending.
+    """
+    like = _first(u)
+    if jax.tree.structure(_first(v)) != jax.tree.structure(like):
+        raise ValueError(
+            f"u and v must hold vectors of the same structure, got {jax.tree.structure(like)} "
+            f"and {jax.tree.structure(_first(v))}"
+        )
+    qu, _ = jnp.linalg.qr(_basis(u, like))
+    qv, _ = jnp.linalg.qr(_basis(v, like))
+    return jnp.clip(jnp.linalg.svd(qu.T @ qv, compute_uv=False), 0.0, 1.0)
+
+
+def _first(vectors: Any) -> Tree:
+    """The first vector of a list of same-shaped pytrees, or of an Eigenpairs."""
+    if isinstance(vectors, Eigenpairs):
+        return jax.tree.map(lambda a: a[0], vectors.vectors)
+    shapes = lambda t: (jax.tree.structure(t), [np.shape(a) for a in jax.tree.leaves(t)])
+    if (
+        isinstance(vectors, (list, tuple))
+        and vectors
+        and all(shapes(x) == shapes(vectors[0]) for x in vectors)
+    ):
+        return vectors[0]
+    raise TypeError(
+        "u and v must each be a non-empty list of pytrees shaped alike (the params' shape) "
+        f"or the Eigenpairs of top_eigenvalues, got {type(vectors).__name__}"
+    )

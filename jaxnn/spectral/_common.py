@@ -13,13 +13,12 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxnn.base import Params, PRNGKey
-from jaxnn.curvature import Curvature, hessian_curvature
+from jaxnn.curvature import Curvature, operator
 
 __all__ = [
     "Tree",
     "block",
     "dtype",
-    "hessian_of",
     "matvec",
     "negated",
     "random_tree",
@@ -54,20 +53,8 @@ def block(mask: Any, params: Params) -> Tree | None:
     return ones
 
 
-@functools.lru_cache(maxsize=64)
-def hessian_of(loss_fn: Callable) -> Curvature:
-    """One Curvature per loss function, so that compiled loops are reused across calls."""
-    return hessian_curvature(loss_fn)
-
-
 def matvec(loss_fn: Callable | Curvature) -> Callable[[Params, Tree], Tree]:
-    if isinstance(loss_fn, Curvature):
-        return loss_fn.matvec
-    if callable(loss_fn):
-        return hessian_of(loss_fn).matvec
-    raise TypeError(
-        f"loss_fn must be a function loss_fn(params) -> scalar or a Curvature, got {loss_fn!r}"
-    )
+    return operator(loss_fn)
 
 
 def restricted(matvec: Callable, params: Params, block: Tree | None) -> Callable:

@@ -149,10 +149,13 @@ def _runner(objective: Callable, update: Callable, cfg: _Config) -> Callable:
         active = t < stop
         hook_states, hook_records = [], []
         for (_, hook), hs in zip(cfg.hooks, carry.hook_states):
-            shapes = jax.eval_shape(hook.update, hs, carry.params, carry.state, t)
+            args = (carry.params, carry.state, t) + (
+                (carry.opt_state,) if hook.with_opt_state else ()
+            )
+            shapes = jax.eval_shape(hook.update, hs, *args)
             hs, rec = jax.lax.cond(
                 active & (t % hook.every == 0),
-                lambda hs=hs, hook=hook: hook.update(hs, carry.params, carry.state, t),
+                lambda hs=hs, hook=hook, args=args: hook.update(hs, *args),
                 lambda hs=hs, shapes=shapes: (hs, blank(shapes[1])),
             )
             hook_states.append(hs)

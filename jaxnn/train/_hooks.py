@@ -25,11 +25,15 @@ class Hook(NamedTuple):
         with the params *before* step ``step`` is taken. ``record`` is a pytree of arrays of
         fixed shape; ``fit`` stacks the records on a leading axis.
       every: run at steps 0, every, 2·every, ...
+      with_opt_state: when True, ``update`` also receives the optimiser state of that
+        moment (after step ``step`` − 1) as a fifth argument, e.g. to read an adaptive
+        optimiser's preconditioner.
     """
 
     init: Callable[[Params], Any]
-    update: Callable[[Any, Params, State, Array], tuple[Any, Any]]
+    update: Callable[..., tuple[Any, Any]]
     every: int = 1
+    with_opt_state: bool = False
 
 
 class HookHistory(NamedTuple):
