@@ -99,7 +99,7 @@ def test_public_names():
         for name in names:
             assert callable(getattr(module, name)), f"{module.__name__}.{name}"
     assert jaxnn.Model._fields == ("init", "apply")
-    assert jaxnn.Hook._fields == ("init", "update", "every")
+    assert jaxnn.Hook._fields == ("init", "update", "every", "with_opt_state")
     assert jaxnn.FitResult._fields == (
         "params",
         "state",

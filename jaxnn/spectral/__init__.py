@@ -29,7 +29,9 @@ vectors come from an explicit ``key``.
   repeated eigenvalues are found with their multiplicity); :func:`top_eigenvalues` and
   :func:`bottom_eigenvalues` on its Ritz values.
 * :func:`hutchinson_trace` — tr A ≈ mean of zᵀAz over Rademacher z, with its standard
-  error; :func:`spectral_density` — stochastic Lanczos quadrature.
+  error; :func:`hutchpp_trace` — Hutch++, far less error at equal products when a few
+  eigenvalues dominate; :func:`hessian_diagonal` — E[z ⊙ Az], entry by entry with its
+  standard error; :func:`spectral_density` — stochastic Lanczos quadrature.
 * :func:`sharpness_hook` — a :class:`jaxnn.train.Hook` recording λmax during training
   (edge of stability), warm-started from the previous eigenvector.
 * :func:`subspace_overlap` — ‖Π_U v‖²/‖v‖², how much of a direction (a gradient, an
@@ -79,13 +81,22 @@ from jaxnn.spectral._eigen import (
     power_iteration,
     top_eigenvalues,
 )
-from jaxnn.spectral._estimators import Density, TraceEstimate, hutchinson_trace, spectral_density
+from jaxnn.spectral._estimators import (
+    Density,
+    DiagonalEstimate,
+    TraceEstimate,
+    hessian_diagonal,
+    hutchinson_trace,
+    hutchpp_trace,
+    spectral_density,
+)
 from jaxnn.spectral._sharpness import sharpness_hook
 
 __all__ = [
     "LIKELIHOODS",
     "Curvature",
     "Density",
+    "DiagonalEstimate",
     "Eigenpairs",
     "Extremes",
     "LanczosResult",
@@ -97,7 +108,9 @@ __all__ = [
     "fisher",
     "gauss_newton",
     "hessian_curvature",
+    "hessian_diagonal",
     "hutchinson_trace",
+    "hutchpp_trace",
     "hvp",
     "lambda_max_min",
     "lanczos",
