@@ -7,6 +7,7 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.sweep`, :mod:`~jaxnn.rates` (the convergence-rate theory),
 :mod:`~jaxnn.hessian` (exact), :mod:`~jaxnn.curvature` (Hessian-vector products and
 other curvature operators), :mod:`~jaxnn.spectral` (matrix-free),
+:mod:`~jaxnn.landscape` (the loss along lines and planes through the params),
 :mod:`~jaxnn.stats` (mean, standard error and paired differences over seeds),
 :mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
 compile faster, for runs of many small programs).
@@ -25,6 +26,7 @@ from jaxnn import (
     datasets,
     hessian,
     initializers,
+    landscape,
     losses,
     model,
     normalization,
@@ -62,6 +64,7 @@ __all__ = [
     "hidden_stats",
     "init_mlp",
     "initializers",
+    "landscape",
     "losses",
     "make_step",
     "mlp",

@@ -20,6 +20,7 @@ __all__ = [
     "decimal_log_ticks",
     "direction_decay",
     "eigenvalue_histogram",
+    "landscape",
     "layer_colors",
     "layer_statistics",
     "lr_sweep",
@@ -344,3 +345,53 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
 #: The name of :func:`lr_sweep_curves` in jaxnn 0.1 (``sweep.lr_sweep`` runs a sweep; this
 #: draws one).
 lr_sweep = lr_sweep_curves
+
+
+def landscape(
+    alphas: Any,
+    betas: Any,
+    losses: Any,
+    *,
+    path: Any = None,
+    levels: int = 30,
+    log: bool | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Contours of a loss surface over the plane (α, β), with a training path on top.
+
+    Args:
+      alphas, betas: the grid's coordinates, (A,) and (B,).
+      losses: (A, B), entry [i, j] at (αᵢ, βⱼ) (:func:`jaxnn.landscape.plane`).
+      path: optional (steps, 2) coordinates of a path in the same plane
+        (:func:`jaxnn.landscape.trajectory_plane`'s ``coordinates``), drawn from its start
+        (circle) to its end (star).
+      levels: the number of contour levels.
+      log: contour the base-10 logarithm of the loss (default: when the finite positive
+        losses span over two decades).
+    """
+    a, b, z = _arr(alphas), _arr(betas), _arr(losses)
+    if z.shape != (a.size, b.size):
+        raise ValueError(
+            f"losses must have shape {(a.size, b.size)} (alphas × betas), got {z.shape}"
+        )
+    finite = z[np.isfinite(z)]
+    positive = finite[finite > 0]
+    if log is None:
+        log = positive.size > 0 and positive.max() > 100 * positive.min()
+    shown = np.log10(np.where(z > 0, z, np.nan)) if log else z
+    fig = Figure(figsize=(5.6, 4.6), layout="constrained")
+    ax = fig.subplots()
+    filled = ax.contourf(a, b, shown.T, levels=levels, cmap="viridis")
+    ax.contour(a, b, shown.T, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
+    fig.colorbar(filled, ax=ax, label="log₁₀ loss" if log else "loss")
+    if path is not None:
+        p = _arr(path)
+        ax.plot(p[:, 0], p[:, 1], "-", color="w", lw=1.4)
+        ax.plot(p[0, 0], p[0, 1], "o", color="w", mec="k", label="start")
+        ax.plot(p[-1, 0], p[-1, 1], "*", color="r", mec="k", ms=12, label="end")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("α (direction 1)")
+    ax.set_ylabel("β (direction 2)")
+    if title:
+        ax.set_title(title)
+    return fig
