@@ -21,6 +21,7 @@ PUBLIC = [
     "datasets",
     "hessian",
     "initializers",
+    "landscape",
     "model",
     "spectral",
     "sweep",
@@ -102,6 +103,12 @@ CALLS = {
     "spectral.bottom_eigenvalues": lambda k: (
         spectral.bottom_eigenvalues(_bowl_loss, W, 2, key=k).values
     ),
+    "curvature.fisher": lambda k: spectral.fisher(
+        lambda p, x: x @ p, (jnp.ones((4, 6)), jnp.zeros(4)), key=k
+    ).matvec(jnp.ones((6, 3)), jnp.ones((6, 3))),
+    "landscape.random_direction": lambda k: jaxnn.landscape.random_direction(k, {"w": W[:, None]}),
+    "spectral.hutchpp_trace": lambda k: spectral.hutchpp_trace(_bowl_loss, W, key=k).samples,
+    "spectral.hessian_diagonal": lambda k: spectral.hessian_diagonal(_bowl_loss, W, key=k),
     "spectral.hutchinson_trace": lambda k: spectral.hutchinson_trace(_bowl_loss, W, key=k).samples,
     "spectral.spectral_density": lambda k: (
         spectral.spectral_density(_bowl_loss, W, key=k, order=4, probes=2).nodes
