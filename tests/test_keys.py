@@ -116,6 +116,12 @@ CALLS = {
     "spectral.sharpness_hook": _hook(
         lambda obj, batch, k: spectral.sharpness_hook(obj, batch, every=2, iters=5, key=k)
     ),
+    "spectral.eigen_tracking_hook": _hook(
+        lambda obj, batch, k: spectral.eigen_tracking_hook(obj, batch, k=2, every=2, key=k)
+    ),
+    "spectral.alignment_hook": _hook(
+        lambda obj, batch, k: spectral.alignment_hook(obj, batch, k=2, every=2, key=k)
+    ),
     "sweep.sweep": _sweep,
     "sweep.lr_sweep": lambda k: (
         sweep.lr_sweep(

@@ -33,7 +33,10 @@ vectors come from an explicit ``key``.
   eigenvalues dominate; :func:`hessian_diagonal` — E[z ⊙ Az], entry by entry with its
   standard error; :func:`spectral_density` — stochastic Lanczos quadrature.
 * :func:`sharpness_hook` — a :class:`jaxnn.train.Hook` recording λmax during training
-  (edge of stability), warm-started from the previous eigenvector.
+  (edge of stability), warm-started from the previous eigenvector, or the effective
+  sharpness of an adaptive optimiser; :func:`eigen_tracking_hook` — the top k (and every
+  eigenvalue above c·2/η) by a warm-started block method; :func:`alignment_hook` — the
+  gradient's and the update's overlap with the top-k eigenspace.
 * :func:`subspace_overlap` — ‖Π_U v‖²/‖v‖², how much of a direction (a gradient, an
   update) lies in the span of some vectors (the top eigenvectors);
   :func:`directional_curvature` — vᵀAv/vᵀv, the curvature along a direction;
@@ -91,6 +94,7 @@ from jaxnn.spectral._estimators import (
     spectral_density,
 )
 from jaxnn.spectral._sharpness import sharpness_hook
+from jaxnn.spectral._tracking import alignment_hook, eigen_tracking_hook
 
 __all__ = [
     "LIKELIHOODS",
@@ -102,8 +106,10 @@ __all__ = [
     "LanczosResult",
     "PowerResult",
     "TraceEstimate",
+    "alignment_hook",
     "bottom_eigenvalues",
     "directional_curvature",
+    "eigen_tracking_hook",
     "empirical_fisher",
     "fisher",
     "gauss_newton",
