@@ -7,6 +7,8 @@
   ``lax.scan`` under ``jit``: no Python in the hot loop. It records the loss, the gradient
   norm ‖∇E‖ and the learning rate η_τ of every step, evaluates on held-out data every k
   steps, runs :class:`Hook`s, guards against divergence, shows progress and checkpoints.
+* :func:`loss_spikes` reads the spikes of the loss out of a history, and whether the
+  sharpness fell across each (a catapult).
 
 Minibatch SGD (notes 003): at step τ, with B_τ the τ-th minibatch of the current epoch's
 permutation, w ← w + Δw(∇ (1/|B_τ|) Σ_{x∈B_τ} E_x(w)); full-batch gradient descent is the
@@ -28,6 +30,7 @@ from jaxnn.train._hooks import (
     layer_grad_norms_hook,
     layer_stats_hook,
 )
+from jaxnn.train._instability import Spike, loss_spikes
 from jaxnn.train._objective import Objective, StepInfo, as_objective, make_step, objective
 
 __all__ = [
@@ -37,12 +40,14 @@ __all__ = [
     "Hook",
     "HookHistory",
     "Objective",
+    "Spike",
     "StepInfo",
     "as_objective",
     "fit",
     "layer_grad_norms",
     "layer_grad_norms_hook",
     "layer_stats_hook",
+    "loss_spikes",
     "make_step",
     "objective",
 ]
