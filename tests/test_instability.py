@@ -25,8 +25,9 @@ def test_spikes_follow_the_stated_rule():
 
 
 def test_a_catapult_on_a_two_layer_linear_model():
-    """f = uᵀv/√m fitted to 1 (Lewkowycz et al. 2020): with η = 3/λ₀ (in 2/λ₀ < η < 4/λ₀) the loss spikes
-    and comes back with λmax below 2/η; with η < 2/λ₀ it never spikes. Five seeds."""
+    """f = uᵀv/√m fitted to 1 (Lewkowycz et al. 2020): with η = 3/λ₀ (in 2/λ₀ < η < 4/λ₀)
+    the loss spikes and comes back with λmax below 2/η; with η < 2/λ₀ it never spikes.
+    Five seeds."""
     m = 100
 
     def loss(p):

@@ -57,8 +57,8 @@ def loss_spikes(
     and ends at the first later step u with loss_u ≤ b_t (b fixed at its value at the
     start); a NaN or infinite loss counts as above. The floor keeps round-off at a
     converged loss from counting: by default √ε of the loss's dtype × |loss₀| (1.5e-8 ×
-    |loss₀| in float64, 3.5e-4 × |loss₀| in float32). Spikes shorter than ``min_length`` steps (start to end) are dropped;
-    a spike that never ends is kept.
+    |loss₀| in float64, 3.5e-4 × |loss₀| in float32). Spikes shorter than ``min_length``
+    steps (start to end) are dropped; a spike that never ends is kept.
 
     Args:
       loss: (steps,) the per-step training loss (``FitResult.history["loss"]``).
@@ -78,8 +78,8 @@ def loss_spikes(
         raise ValueError(f"loss must be a 1-D array of per-step losses, got shape {values.shape}")
     _checks.in_range("factor", factor, 1.0, low_open=True)
     if floor is None:
-        dtype = raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.dtype(float)
-        floor = float(np.sqrt(np.finfo(dtype).eps)) * (abs(values[0]) if values.size else 0.0)
+        eps = np.finfo(raw.dtype).eps if np.issubdtype(raw.dtype, np.floating) else 2.0**-52
+        floor = float(np.sqrt(eps)) * (abs(values[0]) if values.size else 0.0)
     floor = float(_checks.in_range("floor", floor, 0.0))
     min_length = _checks.positive_int("min_length", min_length)
     steps, lam = _sharpness(sharpness)
