@@ -38,6 +38,10 @@ NAMES = (
     "lr_sweep",
     "edge_of_stability",
     "hessian_spectrum",
+    "adam_edge",
+    "gradient_subspace",
+    "curvature_matrices",
+    "landscapes",
 )
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
