@@ -62,7 +62,7 @@ ITERS = {False: 20, True: 10}  # power iterations at most per measurement
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-    steps = 400 if quick else 2000
+    steps = 300 if quick else 2000
     digits = datasets.digits()
     x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
     data = (x, jax.nn.one_hot(digits.y[:500], 10, dtype=x.dtype))

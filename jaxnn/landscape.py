@@ -70,6 +70,11 @@ def random_direction(key: PRNGKey, params: Params, normalization: str | None = "
         raise ValueError(
             f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}"
         )
+    return _direction(key, params, normalization)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _direction(key: PRNGKey, params: Params, normalization: str | None) -> Tree:
     flat, unravel = ravel_pytree(params)
     raw = unravel(jax.random.normal(key, flat.shape, flat.dtype))
     if normalization is None:
@@ -234,6 +239,11 @@ def trajectory_plane(path: Tree) -> TrajectoryPlane:
     count = steps.pop()
     if count < 3:
         raise ValueError(f"path must hold at least 3 points for a plane, got {count}")
+    return _trajectory_plane(path)
+
+
+@jax.jit
+def _trajectory_plane(path: Tree) -> TrajectoryPlane:
     rows = jax.vmap(lambda t: ravel_pytree(t)[0])(path)
     origin = jax.tree.map(lambda a: a[-1], path)
     unravel = ravel_pytree(origin)[1]
