@@ -1,15 +1,16 @@
 """Beyond the notes: Adam trains at the edge of stability of its preconditioned curvature.
 
-Adam steps w ← w − η D⁻¹m̂ with D = √v̂ + ε (notes 002's adaptive methods). On a quadratic
-with Hessian H this is momentum descent on D^{-1/2} H D^{-1/2}, whose momentum is an
-average m ← β₁m + (1 − β₁)g: stable while the *effective sharpness* λmax(D^{-1/2} H D^{-1/2})
-stays below (2 + 2β₁)/((1 − β₁)η) = 38/η at β₁ = 0.9 (:func:`jaxnn.rates.max_stable_lr`
-with ``ema=True``). Cohen et al. ("Adaptive gradient methods at the edge of stability",
-2022) find full-batch Adam raising the effective sharpness to that threshold and holding
-it there, while the raw λmax of H follows no such rule. The edge-of-stability setup (a
-tanh MLP 64-128-128-10, LeCun init at half scale, 500 standardised digits, quadratic
-loss), full-batch Adam at two η from 5 initialisations in one vmapped sweep; both
-sharpnesses are measured every 25 steps (50 in --quick) by warm-started power iteration
+Adam steps w ← w − η D⁻¹m̂ with D = √v̂ + ε (notes 002's adaptive methods). On a
+quadratic with Hessian H this is momentum descent on D^{-1/2} H D^{-1/2}, whose momentum
+is an average m ← β₁m + (1 − β₁)g: stable while the *effective sharpness* λmax(D^{-1/2}
+H D^{-1/2}) stays below (2 + 2β₁)/((1 − β₁)η) = 38/η at β₁ = 0.9
+(:func:`jaxnn.rates.max_stable_lr` with ``ema=True``). Cohen et al. ("Adaptive gradient
+methods at the edge of stability", 2022) find full-batch Adam raising the effective
+sharpness to that threshold and holding it there, while the raw λmax of H follows no
+such rule. The edge-of-stability setup (a tanh MLP 64-128-128-10, LeCun init at half
+scale, 500 standardised digits (200 in --quick), quadratic loss), full-batch Adam at two
+η from 5 initialisations in one vmapped sweep; both sharpnesses are measured every 25
+steps (50 in --quick) by warm-started power iteration
 (:func:`jaxnn.spectral.sharpness_hook`, ``preconditioned=True`` reading D from the
 optimiser state).
 """
@@ -58,14 +59,16 @@ EVERY = {False: 25, True: 50}  # steps between measurements: the full pass and -
 NEAR = 0.1  # "≈ 38/η": the late median within this relative distance
 FAR = 0.1  # the raw λmax stays below this fraction of 2/η
 SEEDS = 5
+EXAMPLES = {False: 500, True: 200}  # digits used: the full pass and --quick
 ITERS = {False: 20, True: 10}  # power iterations at most per measurement
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 300 if quick else 2000
+    n = EXAMPLES[quick]
     digits = datasets.digits()
-    x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
-    data = (x, jax.nn.one_hot(digits.y[:500], 10, dtype=x.dtype))
+    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
+    data = (x, jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype))
     model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
     objective = train.objective(model, losses.quadratic)
     hooks = {
@@ -113,7 +116,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     per_lr = np.array([vote(h)[0] for h in hovers])
     per_lr_raw = np.array([vote(b)[0] for b in below])
     _, rule = vote(hovers[0])
-    numbers = {"steps": steps, "examples": 500, "seeds": SEEDS, "β₁": B1}
+    numbers = {"steps": steps, "examples": n, "seeds": SEEDS, "β₁": B1}
     for i, lr in enumerate(LRS):
         numbers[f"η = {lr:g}: median effective sharpness over the second half / (38/η)"] = (
             late[i] / threshold[i]
@@ -155,7 +158,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
             SEEDS,
         ),
     }
-    save(_figure(at, eff, raw, threshold[:, 0], curves), out / "adam_edge.png")
+    save(_figure(at, eff, raw, threshold[:, 0], curves, n), out / "adam_edge.png")
     return Outcome(
         TITLE,
         NOTES,
@@ -189,7 +192,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     )
 
 
-def _figure(at, eff, raw, threshold, curves) -> Figure:
+def _figure(at, eff, raw, threshold, curves, n) -> Figure:
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     left, middle, right = fig.subplots(1, 3)
     for i, lr in enumerate(LRS):
@@ -212,7 +215,7 @@ def _figure(at, eff, raw, threshold, curves) -> Figure:
     right.set(yscale="log", xlabel="step", ylabel="training loss (log scale)", title="the loss")
     right.legend(fontsize=8, loc="upper right")
     fig.suptitle(
-        f"Adam at the edge of stability: tanh MLP {'-'.join(map(str, SIZES))}, 500 digits, "
+        f"Adam at the edge of stability: tanh MLP {'-'.join(map(str, SIZES))}, {n} digits, "
         f"quadratic loss, full batch, {SEEDS} seeds"
     )
     return fig

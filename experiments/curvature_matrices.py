@@ -2,20 +2,21 @@
 Fisher through training.
 
 The Hessian of the mean cross-entropy is H = G + Σ (∂ℓ/∂f) ∇²f: the generalised
-Gauss-Newton matrix G = Jᵀ(diag p − ppᵀ)J (:func:`jaxnn.spectral.gauss_newton`), which is
-also the model's Fisher F (:func:`jaxnn.spectral.fisher`: the expectation over the
+Gauss-Newton matrix G = Jᵀ(diag p − ppᵀ)J (:func:`jaxnn.spectral.gauss_newton`), which
+is also the model's Fisher F (:func:`jaxnn.spectral.fisher`: the expectation over the
 model's own labels), plus a term weighted by the residuals ∂ℓ/∂f = p − y, which vanish
 as the model fits the data. So G → H near a minimum. The *empirical* Fisher
 (:func:`jaxnn.spectral.empirical_fisher`), the mean outer product of per-example
 gradients with the data's labels, is a different matrix: its gradients vanish with the
 residuals, so near a minimum it shrinks much faster than F, and far from one its top
 directions are not F's (Kunstner, Hennig and Balles 2019). A tanh MLP 64-32-10 on 500
-standardised digits, full-batch gradient descent at η = 0.5 from 5 initialisations; at
-several steps, the top-10 eigenpairs (k = the number of classes) of H, G, F estimated
-with one sampled label per example, and the empirical Fisher, each converged to a
-relative residual of 10⁻³ (``top_eigenvalues(..., tol=)``), and the cosines of the
-principal angles between their spans (:func:`jaxnn.spectral.principal_angles`); the
-mean squared cosine is the fraction of one span's vectors that lies in the other.
+standardised digits (200 in --quick), full-batch gradient descent at η = 0.5 from 5
+initialisations; at several steps, the top-10 eigenpairs (k = the number of classes) of
+H, G, F estimated with one sampled label per example, and the empirical Fisher, each
+converged to a relative residual of 10⁻³ (``top_eigenvalues(..., tol=)``), and the
+cosines of the principal angles between their spans
+(:func:`jaxnn.spectral.principal_angles`); the mean squared cosine is the fraction of
+one span's vectors that lies in the other.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SIZES = (64, 32, 10)
 K = 10  # the number of classes
 LR = 0.5
 SEEDS = 5
+EXAMPLES = {False: 500, True: 200}  # digits used: the full pass and --quick
 TOL = 1e-3
 CLOSE = 0.9  # "G ≈ H": mean squared cosine at the last step at least this
 SHRINK = 0.1  # near the minimum the empirical Fisher's λmax is below this fraction of F's
@@ -59,9 +61,10 @@ PAIRS = (("H", "G"), ("G", "F (1 sample)"), ("H", "empirical F"), ("G", "empiric
 def run(out: Path, quick: bool = False) -> Outcome:
     marks = (0, 10, 100) if quick else (0, 10, 100, 1000, 4000)
     every = 10
+    n = EXAMPLES[quick]
     digits = datasets.digits()
-    x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
-    y = digits.y[:500]
+    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
+    y = digits.y[:n]
     model_fn = functools.partial(jaxnn.forward, activation="tanh")
 
     def loss(p):
@@ -146,7 +149,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
             SEEDS,
         ),
     }
-    save(_figure(marks, cos2, top, names), out / "curvature_matrices.png")
+    save(_figure(marks, cos2, top, names, n), out / "curvature_matrices.png")
     return Outcome(
         TITLE,
         NOTES,
@@ -183,7 +186,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     )
 
 
-def _figure(marks, cos2, top, names) -> Figure:
+def _figure(marks, cos2, top, names, n) -> Figure:
     fig = Figure(figsize=(11, 4.3), layout="constrained")
     left, right = fig.subplots(1, 2)
     steps = np.maximum(np.asarray(marks), 1)  # step 0 drawn at 1 on the log axis
@@ -209,7 +212,7 @@ def _figure(marks, cos2, top, names) -> Figure:
     right.set_title("the empirical Fisher shrinks with the residuals")
     right.legend(fontsize=8, loc="lower left")
     fig.suptitle(
-        f"tanh MLP {'-'.join(map(str, SIZES))}, 500 digits, cross-entropy, gradient descent "
+        f"tanh MLP {'-'.join(map(str, SIZES))}, {n} digits, cross-entropy, gradient descent "
         f"η = {LR:g}, {cos2.shape[1]} seeds"
     )
     return fig

@@ -1,18 +1,19 @@
 """Beyond the notes: a large learning rate finds a flatter point at the same training loss.
 
-A run at step η can only settle where λmax ≲ 2/η (notes 001's threshold, enforced by
-the edge of stability), so a large η should reach a given training loss at a flatter
-point than a small one, which sharpens freely (progressive sharpening, Cohen et al.
-2021). Compared at a fixed number of steps the two runs would sit at different losses,
-and flatness follows the loss; so both runs are compared at the first recorded step at
-which each reaches the same training loss (the higher of the two runs' lowest losses).
-Flatness is read two ways: λmax (Lanczos, converged to 10⁻³), and the loss rise
-E(w + αd) − E(w) averaged over α = ±0.25 and 4 filter-normalised random directions d
+A run at step η can only settle where λmax ≲ 2/η (notes 001's threshold, enforced by the
+edge of stability), so a large η should reach a given training loss at a flatter point
+than a small one, which sharpens freely (progressive sharpening, Cohen et al. 2021).
+Compared at a fixed number of steps the two runs would sit at different losses, and
+flatness follows the loss; so both runs are compared at the first recorded step at which
+each reaches the same training loss (the higher of the two runs' lowest losses).
+Flatness is read two ways: λmax (Lanczos, converged to 10⁻³), and the loss rise E(w +
+αd) − E(w) averaged over α = ±0.25 and 4 filter-normalised random directions d
 (:func:`jaxnn.landscape.random_direction`, Li et al. 2018). The edge-of-stability setup
-(a tanh MLP 64-128-128-10, LeCun init at half scale, 500 standardised digits, quadratic
-loss), full-batch gradient descent at η = 0.05 and 0.3 from 5 initialisations; for the
-first seed, the loss over the plane of each run's path (:func:`jaxnn.landscape.
-trajectory_plane`, the path's two principal directions) with the path drawn on it.
+(a tanh MLP 64-128-128-10, LeCun init at half scale, 500 standardised digits (200 in
+--quick), quadratic loss), full-batch gradient descent at η = 0.05 and 0.3 from 5
+initialisations; for the first seed, the loss over the plane of each run's path
+(:func:`jaxnn.landscape.trajectory_plane`, the path's two principal directions) with
+the path drawn on it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest fi
 SIZES = (64, 128, 128, 10)
 SMALL, LARGE = 0.05, 0.3
 SEEDS = 5
+EXAMPLES = {False: 500, True: 200}  # digits used: the full pass and --quick
 EVERY = 10  # params recorded every EVERY steps
 ALPHA = 0.25
 DIRECTIONS = 4
@@ -64,9 +66,10 @@ GRID = 21
 
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 400 if quick else 3000
+    n = EXAMPLES[quick]
     digits = datasets.digits()
-    x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
-    y = jax.nn.one_hot(digits.y[:500], 10, dtype=x.dtype)
+    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
+    y = jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype)
     model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
 
     def loss(params):
@@ -155,7 +158,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
             SEEDS,
         ),
     }
-    save(_figure(shown, lam, rise), out / "landscapes.png")
+    save(_figure(shown, lam, rise, n), out / "landscapes.png")
     return Outcome(
         TITLE,
         NOTES,
@@ -185,7 +188,7 @@ def run(out: Path, quick: bool = False) -> Outcome:
     )
 
 
-def _figure(shown, lam, rise) -> Figure:
+def _figure(shown, lam, rise, n) -> Figure:
     fig = Figure(figsize=(13, 4.3), layout="constrained")
     axes = fig.subplots(1, 3)
     for i, lr in enumerate((SMALL, LARGE)):
@@ -217,7 +220,7 @@ def _figure(shown, lam, rise) -> Figure:
     )
     right.legend(fontsize=8)
     fig.suptitle(
-        f"tanh MLP {'-'.join(map(str, SIZES))}, 500 digits, quadratic loss, full-batch "
+        f"tanh MLP {'-'.join(map(str, SIZES))}, {n} digits, quadratic loss, full-batch "
         f"gradient descent, compared at equal training loss, {lam.shape[1]} seeds"
     )
     return fig

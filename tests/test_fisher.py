@@ -37,11 +37,9 @@ def _setup():
 
 
 def _dense(op, params, unravel, size):
-    """The matrix of a Curvature, column by column."""
-    eye = np.eye(size)
-    return np.stack(
-        [np.asarray(ravel_pytree(op.matvec(params, unravel(jnp.asarray(e))))[0]) for e in eye], 1
-    )
+    """The matrix of a Curvature, its columns the products with the unit vectors."""
+    column = lambda e: ravel_pytree(op.matvec(params, unravel(e)))[0]
+    return np.asarray(jax.jit(jax.vmap(column))(jnp.eye(size))).T
 
 
 def test_exact_fisher_is_the_sum_of_jacobian_products_and_the_ggn():

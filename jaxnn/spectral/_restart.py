@@ -124,7 +124,7 @@ def _restart(m: int, keep: int, top: bool, state):
     return rows, t, beta, jnp.asarray(keep, jnp.int32), matvecs
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7, 9))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
 def restarted_jit(matvec, params, block, start, k, m, keep, top, tol, budget, key) -> Restarted:
     """The k wanted eigenpairs of A_BB by thick-restart Lanczos with an m-vector basis
     keeping ``keep`` Ritz vectors, until each residual estimate is ≤ tol·|θ| or ``budget``
