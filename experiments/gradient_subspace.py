@@ -11,7 +11,7 @@ they stop shrinking and oscillate, and they dominate. The edge-of-stability setu
 tanh MLP 64-128-128-10, LeCun init at half scale, 500 standardised digits (200 in
 --quick), quadratic loss on one-hot targets), full-batch gradient descent at a small η
 (λmax stays far below 2/η) and at a large one (λmax reaches 2/η), 5 initialisations in
-one vmapped sweep; every 50 steps (150 in --quick) :func:`jaxnn.spectral.alignment_hook`
+one vmapped sweep; every 100 steps (150 in --quick) :func:`jaxnn.spectral.alignment_hook`
 measures the top-10 eigenvectors (warm-started LOBPCG, to a relative residual of 10⁻²,
 3·10⁻² in --quick) and the fraction ‖Π g‖²/‖g‖² of the gradient in their span.
 """
@@ -46,7 +46,7 @@ COST = 25  # seconds of --quick on 2 cores: parallel runs start the costliest fi
 SIZES = (64, 128, 128, 10)
 K = 10  # the number of classes
 SMALL, LARGE = 0.05, 0.3
-EVERY = {False: 50, True: 150}  # steps between measurements: the full pass and --quick
+EVERY = {False: 100, True: 150}  # steps between measurements: the full pass and --quick
 ITERS = {False: 20, True: 4}  # LOBPCG iterations at most per measurement
 TOL = {False: 1e-2, True: 3e-2}  # their relative residual
 SEEDS = 5
@@ -168,7 +168,8 @@ def run(out: Path, quick: bool = False) -> Outcome:
             Fig(
                 "gradient_subspace.png",
                 f"Left: the gradient's overlap with the top-{K} eigenspace against step (log "
-                "scale), one line per seed, with a random direction's k/P (dotted). Right: "
+                "scale on the overlap), one line per seed, with a random direction's k/P "
+                "(dotted). Right: "
                 "ηλmax/2 against step; 1 is the edge of stability.",
             )
         ],
