@@ -287,9 +287,8 @@ def _catapult_account(catapults, rose, steps) -> str:
 def _late_spikes(curves: np.ndarray, relative: np.ndarray, steps: np.ndarray) -> str:
     """A sentence on the runs below the threshold whose loss later jumps to over twice its
     lowest value so far, and whether ηλmax/2 had reached 1 by then (λmax grew)."""
-    running = np.minimum.accumulate(curves, axis=1)
-    jumps = [np.flatnonzero(c[1:] > 2 * r[:-1]) for c, r in zip(curves, running)]
-    jumped = [(s, int(j[0]) + 1) for s, j in enumerate(jumps) if j.size]
+    spikes = [train.loss_spikes(c, factor=2.0) for c in curves]
+    jumped = [(s, found[0].start) for s, found in enumerate(spikes) if found]
     if not jumped:
         return "At 0.9 × 2/λmax no run's loss ever rose to twice its lowest value so far."
     sharpened = sum(np.nanmax(relative[s, steps <= t + EVERY]) >= 1 for s, t in jumped)
