@@ -19,8 +19,10 @@ __all__ = [
     "Tree",
     "block",
     "dtype",
+    "flat",
     "matvec",
     "negated",
+    "probe",
     "random_tree",
     "random_unit",
     "restricted",
@@ -80,6 +82,18 @@ def random_unit(key: PRNGKey, params: Params, block: Tree | None, rademacher: bo
     if block is not None:
         v = optax.tree.mul(block, v)
     return optax.tree.scale(1.0 / optax.tree.norm(v), v)
+
+
+def probe(key: PRNGKey, params: Params, block: Tree | None) -> Tree:
+    """A Rademacher probe (independent ±1 entries) shaped like params, 0 outside the block."""
+    z = random_tree(key, params, rademacher=True)
+    return z if block is None else optax.tree.mul(block, z)
+
+
+def flat(op: Callable[[Tree], Tree], like: Tree) -> Callable:
+    """``op`` (pytree to pytree, shaped like ``like``) as a map of flat vectors of P entries."""
+    unravel = ravel_pytree(like)[1]
+    return lambda x: ravel_pytree(op(unravel(x)))[0]
 
 
 def size(params: Params, block: Tree | None) -> int:

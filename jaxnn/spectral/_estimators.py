@@ -73,9 +73,7 @@ def _probe_quadratics(matvec, params, block, keys):
     op = common.restricted(matvec, params, block)
 
     def one(k):
-        z = common.random_tree(k, params, rademacher=True)
-        if block is not None:
-            z = optax.tree.mul(block, z)
+        z = common.probe(k, params, block)
         return optax.tree.vdot(z, op(z))
 
     return lax.map(one, keys)
@@ -124,17 +122,10 @@ def hutchpp_trace(
     return TraceEstimate(jnp.mean(samples), stderr, samples)
 
 
-def _flat_operator(matvec, params, block):
-    """v ↦ A_BB v on flat vectors, the block as a flat 0/1 vector (or None)."""
-    op = common.restricted(matvec, params, block)
-    unravel = ravel_pytree(params)[1]
-    flat_block = None if block is None else ravel_pytree(block)[0]
-    return (lambda x: ravel_pytree(op(unravel(x)))[0]), flat_block
-
-
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
 def _hutchpp(matvec, params, block, key, sketch, probes):
-    apply, flat_block = _flat_operator(matvec, params, block)
+    apply = common.flat(common.restricted(matvec, params, block), params)
+    flat_block = None if block is None else ravel_pytree(block)[0]
     size = ravel_pytree(params)[0].shape[0]
     dtype = common.dtype(params)
 
@@ -188,9 +179,7 @@ def _diagonal(matvec, params, block, key, probes):
     op = common.restricted(matvec, params, block)
 
     def one(sums, k):
-        z = common.random_tree(k, params, rademacher=True)
-        if block is not None:
-            z = optax.tree.mul(block, z)
+        z = common.probe(k, params, block)
         d = optax.tree.mul(z, op(z))
         return (optax.tree.add(sums[0], d), optax.tree.add(sums[1], optax.tree.mul(d, d))), None
 

@@ -26,6 +26,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -126,8 +127,7 @@ def block_eigenpairs(
 
 
 def _flat_hvp(loss_fn: Callable, params: Params) -> Callable[[Array], Array]:
-    unravel = ravel_pytree(params)[1]
-    return lambda v: ravel_pytree(hvp(loss_fn, params, unravel(v)))[0]
+    return common.flat(functools.partial(hvp, loss_fn, params), params)
 
 
 def _start(key: PRNGKey, params: Params, k: int) -> Array:
