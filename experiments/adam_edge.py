@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-import jaxnn
+from experiments.edge_of_stability import SIZES, problem
 from experiments.report import (
     OWN,
     Claim,
@@ -38,10 +38,6 @@ from experiments.report import (
     Figure as Fig,
 )
 from jaxnn import (
-    datasets,
-    initializers,
-    losses,
-    normalization,
     optimizers,
     rates,
     spectral,
@@ -52,7 +48,6 @@ from jaxnn import (
 TITLE = "Adam's effective sharpness rises to 38/η and hovers there"
 NOTES = "beyond the notes (002's adaptive methods, 001's threshold)"
 COST = 16  # seconds of --quick on 2 cores: parallel runs start the costliest first
-SIZES = (64, 128, 128, 10)
 LRS = (1e-3, 2e-3)
 B1 = 0.9
 EVERY = {False: 25, True: 50}  # steps between measurements: the full pass and --quick
@@ -66,11 +61,7 @@ ITERS = {False: 20, True: 10}  # power iterations at most per measurement
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 300 if quick else 2000
     n = EXAMPLES[quick]
-    digits = datasets.digits()
-    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
-    data = (x, jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype))
-    model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
-    objective = train.objective(model, losses.quadratic)
+    data, model, objective = problem(n)
     hooks = {
         name: spectral.sharpness_hook(
             objective,

@@ -46,13 +46,20 @@ SEEDS = 5
 ITERS = 10
 
 
+def problem(n: int = 500) -> tuple[tuple, jaxnn.Model, train.Objective]:
+    """The edge-of-stability setup, shared with the experiments that build on it: the first
+    n digits standardised, with one-hot targets; the tanh MLP ``SIZES`` at half the LeCun
+    scale; its quadratic-loss objective."""
+    digits = datasets.digits()
+    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
+    data = (x, jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype))
+    model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
+    return data, model, train.objective(model, losses.quadratic)
+
+
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 60 if quick else 1500
-    digits = datasets.digits()
-    x = normalization.standardize(digits.x[:500], normalization.fit_standardizer(digits.x[:500]))
-    data = (x, jax.nn.one_hot(digits.y[:500], 10, dtype=x.dtype))
-    model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
-    objective = train.objective(model, losses.quadratic)
+    data, model, objective = problem()
     hook = spectral.sharpness_hook(objective, data, every=EVERY, iters=ITERS, key=jax.random.key(0))
 
     def one_run(hp, key):

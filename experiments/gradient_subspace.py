@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from matplotlib.figure import Figure
 
-import jaxnn
+from experiments.edge_of_stability import SIZES, problem
 from experiments.report import (
     OWN,
     Claim,
@@ -38,12 +38,11 @@ from experiments.report import (
 from experiments.report import (
     Figure as Fig,
 )
-from jaxnn import datasets, initializers, losses, normalization, optimizers, spectral, sweep, train
+from jaxnn import optimizers, spectral, sweep, train
 
 TITLE = "the gradient lies in the top-10 eigenspace at the edge of stability, not below it"
 NOTES = "beyond the notes (001's 1 − ηλ per direction)"
 COST = 25  # seconds of --quick on 2 cores: parallel runs start the costliest first
-SIZES = (64, 128, 128, 10)
 K = 10  # the number of classes
 SMALL, LARGE = 0.05, 0.3
 EVERY = {False: 100, True: 150}  # steps between measurements: the full pass and --quick
@@ -57,11 +56,7 @@ HIGH, LOW = 0.5, 0.05  # the overlap's late median: above HIGH at the edge, belo
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 301 if quick else 1001
     n = EXAMPLES[quick]
-    digits = datasets.digits()
-    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
-    data = (x, jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype))
-    model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
-    objective = train.objective(model, losses.quadratic)
+    data, model, objective = problem(n)
 
     def one_run(hp, key):
         params, state = model.init(jax.random.fold_in(jax.random.key(1), hp["seed"]))

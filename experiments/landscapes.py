@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnn
+from experiments.edge_of_stability import SIZES, problem
 from experiments.report import (
     OWN,
     Claim,
@@ -41,11 +42,8 @@ from experiments.report import (
     Figure as Fig,
 )
 from jaxnn import (
-    datasets,
-    initializers,
     landscape,
     losses,
-    normalization,
     optimizers,
     spectral,
     train,
@@ -54,7 +52,6 @@ from jaxnn import (
 TITLE = "at the same training loss, a large η sits at a flatter point"
 NOTES = "beyond the notes (001's 2/λmax threshold)"
 COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
-SIZES = (64, 128, 128, 10)
 SMALL, LARGE = 0.05, 0.3
 SEEDS = 5
 EXAMPLES = {False: 500, True: 200}  # digits used: the full pass and --quick
@@ -67,10 +64,7 @@ GRID = 21
 def run(out: Path, quick: bool = False) -> Outcome:
     steps = 400 if quick else 3000
     n = EXAMPLES[quick]
-    digits = datasets.digits()
-    x = normalization.standardize(digits.x[:n], normalization.fit_standardizer(digits.x[:n]))
-    y = jax.nn.one_hot(digits.y[:n], 10, dtype=x.dtype)
-    model = jaxnn.mlp(SIZES, init=initializers.scaled("lecun", 0.5))
+    (x, y), model, _ = problem(n)
 
     def loss(params):
         return losses.quadratic(jaxnn.forward(params, x, activation="tanh"), y)
