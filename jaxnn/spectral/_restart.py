@@ -107,11 +107,11 @@ def _wanted(values: Array, count: int, top: bool) -> Array:
     return jnp.arange(n - 1, n - 1 - count, -1) if top else jnp.arange(count)
 
 
-def _ritz(t: Array, beta: Array, k: int, top: bool, tol: Array):
+def _estimated_converged(t: Array, beta: Array, k: int, top: bool, tol: Array) -> Array:
+    """Whether every wanted Ritz pair's residual |β Y[m−1, i]| is ≤ tol·|θᵢ|."""
     theta, y = jnp.linalg.eigh(t)
     pick = _wanted(theta, k, top)
-    estimate = jnp.abs(beta * y[-1, pick])
-    return theta, y, jnp.all(estimate <= tol * jnp.abs(theta[pick]))
+    return jnp.all(jnp.abs(beta * y[-1, pick]) <= tol * jnp.abs(theta[pick]))
 
 
 def _restart(m: int, keep: int, top: bool, state):
@@ -140,7 +140,7 @@ def restarted_jit(matvec, params, block, start, k, m, keep, top, tol, budget, ke
 
     def unfinished(carry):
         state, _ = carry
-        _, _, done = _ritz(state[1], state[2], k, top, tol)
+        done = _estimated_converged(state[1], state[2], k, top, tol)
         return ~done & (state[4] + (m - keep) + k <= budget)
 
     def cycle(carry):
