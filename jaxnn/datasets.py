@@ -2,6 +2,8 @@
 
 * :func:`digits` — scikit-learn's bundled handwritten digits: 1,797 images of 8×8
   pixels (values 0–16) in 10 classes, read from the package's own files.
+* :func:`tabular` — scikit-learn's bundled tabular sets: breast cancer (569 × 30, 2
+  classes), wine (178 × 13, 3 classes), iris (150 × 4, 3 classes).
 * :func:`moons`, :func:`spirals` — generated 2-D classification problems.
 * :func:`quadratic_bowl` — E(w) = ½(w − w*)ᵀA(w − w*) with prescribed eigenvalues, so
   its Hessian A, its spectrum and its condition number are known exactly.
@@ -29,6 +31,7 @@ from jaxnn.base import Array, Params, PRNGKey
 
 __all__ = [
     "NAMES",
+    "TABULAR",
     "Dataset",
     "QuadraticBowl",
     "batch_indices",
@@ -40,6 +43,7 @@ __all__ = [
     "single_neuron_params",
     "spirals",
     "standardized",
+    "tabular",
     "train_test_split",
 ]
 
@@ -93,6 +97,40 @@ def _bundled_digits() -> np.ndarray | None:
     table = np.loadtxt(path, delimiter=",")
     table.flags.writeable = False
     return table if table.shape == (1797, 65) else None
+
+
+#: scikit-learn's bundled tabular classification sets: name -> (loader, examples,
+#: features, classes).
+TABULAR = {
+    "breast_cancer": ("load_breast_cancer", 569, 30, 2),
+    "wine": ("load_wine", 178, 13, 3),
+    "iris": ("load_iris", 150, 4, 3),
+}
+
+
+def tabular(name: str) -> Dataset:
+    """One of scikit-learn's bundled tabular classification sets, by name (:data:`TABULAR`):
+    x (examples, features) float32 in the original units, y int32 class labels.
+
+    ``"breast_cancer"``: 569 tumours, 30 measurements, malignant (0) or benign (1);
+    ``"wine"``: 178 wines, 13 chemical measurements, 3 cultivars; ``"iris"``: 150
+    flowers, 4 measurements, 3 species. Read from the files inside scikit-learn
+    (``sklearn.datasets.load_*``); no network. The features differ in scale by orders of
+    magnitude: standardise them (:func:`standardized`) before training.
+    """
+    if name not in TABULAR:
+        raise ValueError(f"name must be one of {', '.join(TABULAR)}, got {name!r}")
+    import sklearn.datasets  # a slow import, only when a tabular set is asked for
+
+    loader, examples, features, _ = TABULAR[name]
+    x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
+    if np.shape(x) != (examples, features):
+        raise ValueError(
+            f"scikit-learn's {name} has shape {np.shape(x)}, expected {(examples, features)}"
+        )
+    return Dataset(
+        jax.device_put(np.asarray(x, np.float32)), jax.device_put(np.asarray(y, np.int32))
+    )
 
 
 def _check_noise(noise: float) -> None:
@@ -325,7 +363,7 @@ def batch_indices(key: PRNGKey, n: int, batch_size: int) -> Array:
 
 
 #: The classification datasets :func:`load` knows by name.
-NAMES = ("digits", "moons", "spirals")
+NAMES = ("digits", "moons", "spirals", *TABULAR)
 
 
 def load(name: str, *, key: PRNGKey | None = None, n: int = 200) -> Dataset:
@@ -333,9 +371,10 @@ def load(name: str, *, key: PRNGKey | None = None, n: int = 200) -> Dataset:
 
     Args:
       name: "digits" (:func:`digits`, fixed: 1,797 examples), "moons" or "spirals"
-        (generated: :func:`moons`, :func:`spirals`).
+        (generated: :func:`moons`, :func:`spirals`), or "breast_cancer", "wine", "iris"
+        (fixed: :func:`tabular`).
       key: PRNG key for a generated dataset (typed or legacy ``uint32[2]``); required for
-        "moons" and "spirals", unused for "digits".
+        "moons" and "spirals", unused for the fixed sets.
       n: how many examples to generate.
 
     Example:
@@ -348,6 +387,8 @@ def load(name: str, *, key: PRNGKey | None = None, n: int = 200) -> Dataset:
         raise ValueError(f"name must be one of {', '.join(NAMES)}, got {name!r}")
     if name == "digits":
         return digits()
+    if name in TABULAR:
+        return tabular(name)
     if key is None:
         raise ValueError(f"load({name!r}) generates its data: pass key=jax.random.key(seed)")
     return (moons if name == "moons" else spirals)(n, key=key)

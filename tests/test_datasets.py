@@ -22,6 +22,29 @@ def test_digits_is_the_bundled_set():
 
 
 @pytest.mark.parametrize(
+    "name,shape,counts",
+    [
+        # the class counts the sets are documented with (UCI; scikit-learn's user guide)
+        ("breast_cancer", (569, 30), [212, 357]),
+        ("wine", (178, 13), [59, 71, 48]),
+        ("iris", (150, 4), [50, 50, 50]),
+    ],
+)
+def test_tabular_sets_are_the_bundled_ones(name, shape, counts):
+    data = datasets.load(name)
+    assert data.x.shape == shape and data.x.dtype == jnp.float32 and data.y.dtype == jnp.int32
+    np.testing.assert_array_equal(np.bincount(np.asarray(data.y)), counts)
+    assert np.isfinite(np.asarray(data.x)).all()
+    assert name in datasets.NAMES
+    train, _, _ = datasets.standardized(*datasets.train_test_split(data, key=jax.random.key(0)))
+    np.testing.assert_allclose(np.asarray(train.x).mean(0), 0.0, atol=1e-5)
+    with pytest.raises(
+        ValueError, match="name must be one of breast_cancer, wine, iris, got 'mnist'"
+    ):
+        datasets.tabular("mnist")
+
+
+@pytest.mark.parametrize(
     "make,classes",
     [
         (lambda k: datasets.moons(201, key=k), 2),
