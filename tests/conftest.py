@@ -11,12 +11,24 @@ CPU backend (importing jax or jaxnn does not create it).
 
 import os
 
+import pytest
+
 from jaxnn import xla
 
 if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
     os.environ["XLA_FLAGS"] = xla.compile_light_flags(
         os.environ.get("XLA_FLAGS"), lowest_optimization=True
     )
+
+
+@pytest.fixture
+def x64():
+    """float64 for the test: ``pytestmark = pytest.mark.usefixtures("x64")`` in a module
+    whose every test compares against a float64 reference."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
 
 
 def identity_readout(p):

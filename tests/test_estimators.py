@@ -8,11 +8,7 @@ import pytest
 import jaxnn
 from jaxnn import datasets, hessian, losses, spectral
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 def test_hutchpp_beats_hutchinson_at_equal_matvecs_when_a_few_eigenvalues_dominate():

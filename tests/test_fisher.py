@@ -11,11 +11,7 @@ from jax.flatten_util import ravel_pytree
 import jaxnn
 from jaxnn import datasets, losses, spectral
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 SPIRALS = datasets.spirals(30, classes=3, key=jax.random.key(0))

@@ -16,11 +16,7 @@ import jaxnn
 from jaxnn import datasets, hessian, losses
 from jaxnn.hessian import _lapack, _matrix
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 def _bowl(kappa, d=12, seed=0):

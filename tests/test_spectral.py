@@ -9,11 +9,7 @@ import pytest
 import jaxnn
 from jaxnn import datasets, hessian, losses, optimizers, spectral, train
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 MOONS = datasets.moons(48, key=jax.random.key(0))

@@ -21,11 +21,7 @@ import jaxnn
 from jaxnn import datasets, losses, optimizers, sweep, train
 from jaxnn.sweep import _devices as sweep_devices
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 # ---- grids -------------------------------------------------------------------------------

@@ -10,11 +10,7 @@ from jax.flatten_util import ravel_pytree
 import jaxnn
 from jaxnn import datasets, hessian, losses, optimizers, spectral, train
 
-
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")  # float64 throughout (conftest.py)
 
 
 MOONS = datasets.moons(40, key=jax.random.key(0))
