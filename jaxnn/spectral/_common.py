@@ -13,7 +13,8 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxnn.base import Params, PRNGKey
-from jaxnn.curvature import Curvature, operator
+from jaxnn.curvature import Curvature
+from jaxnn.curvature import operator as matvec  # a loss_fn's HVP or a Curvature's matvec
 
 __all__ = [
     "Tree",
@@ -53,10 +54,6 @@ def block(mask: Any, params: Params) -> Tree | None:
     if not any(bool(jnp.any(m)) for m in jax.tree.leaves(ones)):
         raise ValueError("mask selects no parameter")
     return ones
-
-
-def matvec(loss_fn: Callable | Curvature) -> Callable[[Params, Tree], Tree]:
-    return operator(loss_fn)
 
 
 def restricted(matvec: Callable, params: Params, block: Tree | None) -> Callable:
