@@ -44,6 +44,48 @@ def test_tabular_sets_are_the_bundled_ones(name, shape, counts):
         datasets.tabular("mnist")
 
 
+def test_mnist1d_is_the_generators_set():
+    pytest.importorskip("mnist1d", reason='datasets.mnist1d needs pip install "jaxnn[data]"')
+    import random
+
+    np.random.seed(7)
+    random.seed(7)
+    data = datasets.mnist1d(1000, key=jax.random.key(0))
+    x, y = np.asarray(data.x), np.asarray(data.y)
+    assert x.shape == (1000, 40) and data.x.dtype == jnp.float32 and data.y.dtype == jnp.int32
+    np.testing.assert_array_equal(np.bincount(y), [100] * 10)
+    # the generator centres the whole set and scales it to unit standard deviation
+    assert abs(x.mean()) < 1e-5 and abs(x.std() - 1.0) < 1e-5
+    # the user's global random states are untouched by the generator's seeding
+    assert np.random.randint(1 << 30) == np.random.RandomState(7).randint(1 << 30)
+    assert random.random() == random.Random(7).random()
+    # a key fixes the set; another key gives another; None is the package's default seed
+    again = datasets.mnist1d(1000, key=jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(again.x), x)
+    other = datasets.mnist1d(1000, key=jax.random.key(1))
+    assert not np.allclose(np.asarray(other.x), x)
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = 1000
+    reference = make_dataset(args)  # default seed, the package's 80/20 split
+    published = datasets.load("mnist1d", n=1000)
+    np.testing.assert_allclose(np.asarray(published.x[:800]), reference["x"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(published.y[800:]), reference["y_test"])
+    with pytest.raises(ValueError, match=r"n must be a multiple of 10 .*got n=995"):
+        datasets.mnist1d(995, key=jax.random.key(0))
+
+
+def test_mnist1d_without_its_package_names_the_extra(monkeypatch):
+    import sys
+
+    datasets._mnist1d_arrays.cache_clear()
+    monkeypatch.setitem(sys.modules, "mnist1d", None)  # import mnist1d raises ImportError
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(ImportError, match=r'pip install "jaxnn\[data\]"'):
+        datasets.mnist1d(20, key=jax.random.key(0))
+
+
 @pytest.mark.parametrize(
     "make,classes",
     [

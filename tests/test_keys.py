@@ -71,6 +71,7 @@ MODEL = model.mlp([2, 4, 2], dropout=0.5)
 CALLS = {
     "datasets.batch_indices": lambda k: datasets.batch_indices(k, 10, 3),
     "datasets.load": lambda k: datasets.load("spirals", key=k, n=30).x,
+    "datasets.mnist1d": lambda k: datasets.mnist1d(20, key=k).x,
     "datasets.moons": lambda k: datasets.moons(20, key=k).x,
     "datasets.quadratic_bowl": lambda k: datasets.quadratic_bowl([1.0, 2.0, 3.0], key=k).matrix,
     "datasets.spirals": lambda k: datasets.spirals(20, key=k).x,

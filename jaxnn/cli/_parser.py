@@ -185,10 +185,11 @@ def _data_options(p: argparse.ArgumentParser, default: str) -> None:
         "--dataset",
         choices=DATASETS,
         default=default,
-        help="digits: 1,797 8x8 images (bundled with scikit-learn); moons, "
-        "spirals: generated 2-D problems (default: %(default)s)",
+        help="digits: 1,797 8x8 images; breast_cancer, wine, iris: tabular sets (all "
+        "bundled with scikit-learn); mnist1d: 40-sample 1-D digits (needs jaxnn[data]); "
+        "moons, spirals: generated 2-D problems (default: %(default)s)",
     )
-    data.add_argument("--n", type=int, default=600, help="points for moons/spirals")
+    data.add_argument("--n", type=int, default=600, help="examples for mnist1d/moons/spirals")
     data.add_argument(
         "--test-fraction",
         type=float,
