@@ -1,8 +1,9 @@
 """jaxnn: a JAX toolkit for studying and running how neural networks learn.
 
 The public face: re-exports only. Modules hold one concept each:
-:mod:`~jaxnn.activations`, :mod:`~jaxnn.initializers`, :mod:`~jaxnn.model`,
-:mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`, :mod:`~jaxnn.datasets`,
+:mod:`~jaxnn.activations`, :mod:`~jaxnn.initializers`, :mod:`~jaxnn.model` (MLPs),
+:mod:`~jaxnn.conv` (CNNs), :mod:`~jaxnn.losses`, :mod:`~jaxnn.normalization`,
+:mod:`~jaxnn.datasets`,
 :mod:`~jaxnn.optimizers`, :mod:`~jaxnn.schedules`, :mod:`~jaxnn.train`,
 :mod:`~jaxnn.sweep`, :mod:`~jaxnn.rates` (the convergence-rate theory),
 :mod:`~jaxnn.hessian` (exact), :mod:`~jaxnn.curvature` (Hessian-vector products and
@@ -22,6 +23,7 @@ from jaxnn import (
     activations,
     base,
     checkpoint,
+    conv,
     curvature,
     datasets,
     hessian,
@@ -44,6 +46,7 @@ from jaxnn._version import __version__
 if TYPE_CHECKING:  # loaded on first use (see __getattr__)
     from jaxnn import plotting
 from jaxnn.base import weight_mask
+from jaxnn.conv import cnn
 from jaxnn.model import Model, dropout, forward, hidden_stats, init_mlp, mlp
 from jaxnn.train import FitResult, Hook, fit, make_step, objective
 
@@ -55,6 +58,8 @@ __all__ = [
     "activations",
     "base",
     "checkpoint",
+    "cnn",
+    "conv",
     "curvature",
     "datasets",
     "dropout",

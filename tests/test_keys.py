@@ -86,6 +86,7 @@ CALLS = {
         for name in ("zeros", "small", "normal", "lecun", "xavier", "glorot", "he")
     },
     "model.init_mlp": lambda k: jaxnn.init_mlp(k, [3, 4, 2]),
+    "conv.cnn.init": lambda k: jaxnn.cnn(input_shape=(4, 1), channels=(2,), classes=2).init(k),
     "model.dropout": lambda k: model.dropout(jnp.ones((4, 5)), 0.5, key=k),
     "model.mlp.init": lambda k: MODEL.init(k),
     "model.mlp.apply": lambda k: MODEL.apply(
