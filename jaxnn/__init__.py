@@ -9,6 +9,7 @@ The public face: re-exports only. Modules hold one concept each:
 :mod:`~jaxnn.hessian` (exact), :mod:`~jaxnn.curvature` (Hessian-vector products and
 other curvature operators), :mod:`~jaxnn.spectral` (matrix-free),
 :mod:`~jaxnn.landscape` (the loss along lines and planes through the params),
+:mod:`~jaxnn.interop` (Flax and Equinox models as :class:`~jaxnn.Model` s),
 :mod:`~jaxnn.stats` (mean, standard error and paired differences over seeds),
 :mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
 compile faster, for runs of many small programs).
@@ -28,6 +29,7 @@ from jaxnn import (
     datasets,
     hessian,
     initializers,
+    interop,
     landscape,
     losses,
     model,
@@ -69,6 +71,7 @@ __all__ = [
     "hidden_stats",
     "init_mlp",
     "initializers",
+    "interop",
     "landscape",
     "losses",
     "make_step",

@@ -44,6 +44,7 @@ step can be read.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -152,7 +153,27 @@ def _wrap(factory, *, lr, weight_decay, l1, decoupled, clip_norm, clip_value, ma
         **hyper,
     )
     opt = optax.inject_hyperparams(factory, static_args=static)(**kwargs)
-    return opt._replace(update=_shared_updates.shared(factory, static, kwargs, opt.update))
+    return opt._replace(
+        update=_dtype_stable(_shared_updates.shared(factory, static, kwargs, opt.update))
+    )
+
+
+@functools.cache
+def _dtype_stable(update: Callable) -> Callable:
+    """``update`` with the state keeping the dtypes it had and Δw the gradient's dtype.
+
+    A strongly typed float64 hyperparameter (a sweep's axis under ``jax_enable_x64``)
+    would otherwise promote a float32 model's momentum or moments to float64 after one
+    step, and a training loop's carry must keep its types.
+    """
+
+    def stable(updates, state, params=None):
+        new_updates, new_state = update(updates, state, params)
+        new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, state)
+        new_updates = jax.tree.map(lambda new, g: new.astype(g.dtype), new_updates, updates)
+        return new_updates, new_state
+
+    return stable
 
 
 def _unit(name, value):

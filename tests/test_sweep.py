@@ -139,6 +139,25 @@ def test_sweep_equals_separate_fits(mlp_sweep):
     assert result.devices == len(jax.devices()) and result.compile_seconds > 0
 
 
+@pytest.mark.parametrize("make", [optimizers.momentum, optimizers.adam])
+def test_a_float32_model_swept_under_x64_keeps_its_dtypes(make):
+    """The grid's float64 values are strongly typed; the optimiser state must not follow
+    them to float64 (a scan's carry keeps its types)."""
+
+    def run(hp, key):
+        params = jaxnn.init_mlp(key, (2, 8, 2))  # float32
+        return train.fit(OBJECTIVE, params, make(hp["lr"]), DATA, key=key, steps=5)
+
+    grid = sweep.grid(lr=[0.01, 0.1])
+    result = sweep.sweep(run, grid, key=jax.random.key(2))
+    assert {a.dtype for a in jax.tree.leaves(result.runs.params)} == {np.dtype(np.float32)}
+    for k in range(2):
+        alone = run({"lr": jnp.float32(grid.point(k)["lr"])}, jax.random.key(2))
+        np.testing.assert_allclose(
+            result.runs.history["loss"][k], alone.history["loss"], rtol=1e-5, atol=1e-7
+        )
+
+
 def test_zipped_points_are_the_matching_runs_of_the_product(mlp_sweep):
     # three points of the product grid, given one by one (seed 1 twice: values may repeat)
     picks = [(0.5, 0.9, 1.0, 1), (3.0, 0.0, 2.0, 1), (0.05, 0.9, 2.0, 0)]

@@ -57,8 +57,18 @@ class SweepResult(NamedTuple):
         return values.reshape(self.grid.shape + values.shape[1:])
 
 
+def _concatenate(parts: tuple, k: int) -> Any:
+    """The first ``k`` rows of the chunks' results, on the host; PRNG-key leaves (a Flax NNX
+    module's RNG streams) as key arrays of the same implementation."""
+    if jnp.issubdtype(parts[0].dtype, jax.dtypes.prng_key):
+        data = np.concatenate([np.asarray(jax.random.key_data(p)) for p in parts])[:k]
+        return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(parts[0]))
+    return np.concatenate(parts)[:k]
+
+
 def _nbytes(tree: Any) -> int:
-    return sum(math.prod(s.shape) * jnp.dtype(s.dtype).itemsize for s in jax.tree.leaves(tree))
+    # s.dtype.itemsize: also for PRNG-key leaves (a Flax NNX module's RNG streams)
+    return sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(tree))
 
 
 def _strip(result: train.FitResult) -> train.FitResult:
@@ -199,7 +209,7 @@ def sweep(
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    runs = jax.tree.map(lambda *xs: np.concatenate(xs)[:k], *parts)
+    runs = jax.tree.map(lambda *xs: _concatenate(xs, k), *parts)
     diverged = np.asarray(runs.diverged, bool)
     return SweepResult(
         layout,
