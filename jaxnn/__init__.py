@@ -10,6 +10,7 @@ The public face: re-exports only. Modules hold one concept each:
 other curvature operators), :mod:`~jaxnn.spectral` (matrix-free),
 :mod:`~jaxnn.landscape` (the loss along lines and planes through the params),
 :mod:`~jaxnn.interop` (Flax and Equinox models as :class:`~jaxnn.Model` s),
+:mod:`~jaxnn.sharding` (data and parameters on a device mesh),
 :mod:`~jaxnn.stats` (mean, standard error and paired differences over seeds),
 :mod:`~jaxnn.checkpoint`, :mod:`~jaxnn.plotting`, and :mod:`~jaxnn.xla` (XLA settings that
 compile faster, for runs of many small programs).
@@ -37,6 +38,7 @@ from jaxnn import (
     optimizers,
     rates,
     schedules,
+    sharding,
     spectral,
     stats,
     sweep,
@@ -83,6 +85,7 @@ __all__ = [
     "plotting",
     "rates",
     "schedules",
+    "sharding",
     "spectral",
     "stats",
     "sweep",

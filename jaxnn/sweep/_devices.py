@@ -7,10 +7,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+from jax.sharding import Mesh
 
 from jaxnn import _checks
 
-__all__ = ["CHUNK_BYTES", "DEVICES_PER_CORE", "pick_chunk", "resolve_devices", "use_cpu_devices"]
+__all__ = [
+    "CHUNK_BYTES",
+    "DEVICES_PER_CORE",
+    "RUNS_AXIS",
+    "device_count",
+    "pick_chunk",
+    "resolve_devices",
+    "runs_shards",
+    "use_cpu_devices",
+]
 
 #: Default device-memory budget of one chunk, per device, where the device does not report
 #: its memory (CPU).
@@ -66,7 +76,23 @@ def use_cpu_devices(n: int | None = None) -> int:
     return n
 
 
-def resolve_devices(devices: Sequence[Any] | None) -> tuple:
+#: The axis of a sweep's ``Mesh`` that splits the runs.
+RUNS_AXIS = "runs"
+
+
+def resolve_devices(devices: Sequence[Any] | Mesh | None) -> tuple | Mesh:
+    """``devices`` as a tuple of devices, or a ``Mesh`` checked to have a ``runs`` axis."""
+    if isinstance(devices, Mesh):
+        from jaxnn.sharding import check_mesh
+
+        check_mesh(devices, "devices")
+        if RUNS_AXIS not in devices.axis_names:
+            raise ValueError(
+                f"devices is a Mesh with axes {tuple(devices.axis_names)}, but a sweep splits "
+                f"its runs over an axis named {RUNS_AXIS!r}: e.g. jaxnn.sharding.make_mesh((2, 2), "
+                f"({RUNS_AXIS!r}, 'data'))"
+            )
+        return devices
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise TypeError(
@@ -76,13 +102,24 @@ def resolve_devices(devices: Sequence[Any] | None) -> tuple:
     return devices
 
 
-def pick_chunk(chunk_size: int | None, k: int, devices: tuple, per_run: int) -> int:
-    """Points per compiled call: a multiple of the device count, with the least padding."""
-    n_dev = len(devices)
+def runs_shards(devices: tuple | Mesh) -> int:
+    """How many parts the runs are split into: the devices, or the mesh's ``runs`` axis."""
+    return devices.shape[RUNS_AXIS] if isinstance(devices, Mesh) else len(devices)
+
+
+def device_count(devices: tuple | Mesh) -> int:
+    return devices.devices.size if isinstance(devices, Mesh) else len(devices)
+
+
+def pick_chunk(chunk_size: int | None, k: int, devices: tuple | Mesh, per_run: int) -> int:
+    """Points per compiled call: a multiple of the runs' shard count, with the least
+    padding."""
+    n_dev = runs_shards(devices)
     if chunk_size is not None:
         chunk = _checks.positive_int("chunk_size", chunk_size)
         return -(-chunk // n_dev) * n_dev
-    stats = devices[0].memory_stats() or {}
+    first = devices.devices.flat[0] if isinstance(devices, Mesh) else devices[0]
+    stats = first.memory_stats() or {}
     budget = stats["bytes_limit"] // 4 if "bytes_limit" in stats else CHUNK_BYTES
     per_device = max(1, budget // max(1, 8 * per_run))
     chunks = -(-k // (per_device * n_dev))

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxnn import _checks, optimizers, train
 from jaxnn.base import Params, PRNGKey
 from jaxnn.sweep._dead_axes import TRACER_ERRORS, check_run, trace_run, traced_error
-from jaxnn.sweep._devices import pick_chunk, resolve_devices
+from jaxnn.sweep._devices import RUNS_AXIS, device_count, pick_chunk, resolve_devices
 from jaxnn.sweep._grid import Grid, Points, as_grid, grid
 
 __all__ = ["SweepResult", "lr_sweep", "sweep"]
@@ -75,19 +75,23 @@ def _strip(result: train.FitResult) -> train.FitResult:
     return result._replace(params=None, state=None, opt_state=None)
 
 
-def _shardings(devices: tuple) -> tuple[Any, Any]:
-    """(split over the runs axis, replicated) shardings over ``devices``."""
+def _shardings(devices: tuple | Mesh) -> tuple[Any, Any]:
+    """(split over the runs axis, replicated) shardings over ``devices`` or a mesh."""
+    if isinstance(devices, Mesh):
+        return NamedSharding(devices, PartitionSpec(RUNS_AXIS)), NamedSharding(
+            devices, PartitionSpec()
+        )
     if len(devices) == 1:
         one = jax.sharding.SingleDeviceSharding(devices[0])
         return one, one
-    mesh = Mesh(np.array(devices), ("runs",))
+    mesh = Mesh(np.array(devices), (RUNS_AXIS,))
     return NamedSharding(mesh, PartitionSpec("runs")), NamedSharding(mesh, PartitionSpec())
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled(
     run: Callable,
-    devices: tuple,
+    devices: tuple | Mesh,
     seeded: bool,
     keep_params: bool,
     signature: tuple,
@@ -95,25 +99,44 @@ def _compiled(
     key_dtype: Any,
 ) -> Any:
     """The compiled ``jit(vmap(run))`` for chunks of ``chunk`` points, its batch axis split
-    over ``devices``; cached, so a repeated sweep of the same run reuses it."""
+    over ``devices``, and the arrays ``run`` closes over (its data), which the program
+    takes as arguments so that they keep their sharding — a dataset placed on a mesh's
+    ``"data"`` axis stays split there — instead of being embedded as constants; cached,
+    so a repeated sweep of the same run reuses it."""
     closed, shapes = trace_run(run, signature, key_dtype)
-    program, tree = jax_core.jaxpr_as_fun(closed), jax.tree.structure(shapes)
+    jaxpr, tree = closed.jaxpr, jax.tree.structure(shapes)
+    spread, same = _shardings(devices)
+    consts = [_placed(c, devices, same) for c in closed.consts]
 
-    def batched(hparams, keys):
+    def batched(hparams, keys, consts):
+        program = jax_core.jaxpr_as_fun(jax_core.ClosedJaxpr(jaxpr, consts))
         args = jax.tree.leaves((hparams, keys))
         axes = [0] * len(hparams) + [0 if seeded else None] * (len(args) - len(hparams))
         out = jax.tree.unflatten(tree, jax.vmap(program, in_axes=axes)(*args))
         return out if keep_params else _strip(out)
 
-    spread, same = _shardings(devices)
     hparams = {n: jax.ShapeDtypeStruct((chunk,), d, sharding=spread) for n, d in signature}
     keys = jax.ShapeDtypeStruct(
         (chunk,) if seeded else (), key_dtype, sharding=spread if seeded else same
     )
+    const_shapes = [jax.ShapeDtypeStruct(c.shape, c.dtype, sharding=c.sharding) for c in consts]
     try:
-        return jax.jit(batched, out_shardings=spread).lower(hparams, keys).compile()
+        compiled = (
+            jax.jit(batched, out_shardings=spread).lower(hparams, keys, const_shapes).compile()
+        )
     except TRACER_ERRORS as e:
         raise traced_error(e) from None
+    return compiled, consts
+
+
+def _placed(value: Any, devices: tuple | Mesh, same: Any) -> Any:
+    """A constant of ``run`` on the sweep's devices: as it is when already placed over
+    exactly those devices (a dataset sharded on the mesh), else replicated."""
+    device_set = set(devices.devices.flat) if isinstance(devices, Mesh) else set(devices)
+    sharding = getattr(value, "sharding", None)
+    if sharding is not None and set(sharding.device_set) == device_set:
+        return value
+    return jax.device_put(value, same)
 
 
 def _final_loss(loss: np.ndarray, diverged: np.ndarray) -> np.ndarray:
@@ -131,7 +154,7 @@ def sweep(
     *,
     key: PRNGKey,
     chunk_size: int | None = None,
-    devices: Sequence[Any] | None = None,
+    devices: Sequence[Any] | Mesh | None = None,
     keep_params: bool = True,
     progress: bool | None = None,
 ) -> SweepResult:
@@ -146,7 +169,11 @@ def sweep(
         else ``key`` (see the module doc).
       chunk_size: points per compiled call, rounded up to a multiple of the device count;
         default: as many as fit the memory budget (module doc), all of them when they fit.
-      devices: the devices to shard over (default ``jax.devices()``); one device: plain vmap.
+      devices: the devices to shard the runs over (default ``jax.devices()``; one device:
+        plain vmap), or a ``jax.sharding.Mesh`` with an axis named ``"runs"`` that splits
+        the runs while its other axes serve the run's own arrays — e.g. a 2-D mesh
+        ``("runs", "data")`` for runs of a data-parallel model whose dataset is placed
+        with :func:`jaxnn.sharding.shard_batch` on ``"data"``, so every device works.
       keep_params: False drops every run's params, state and optimiser state (they never
         leave the device), keeping the histories and divergence flags.
       progress: a bar over chunks (default: with several chunks and stderr a terminal).
@@ -178,7 +205,7 @@ def sweep(
     index = np.minimum(np.arange(padded), k - 1)  # pad by repeating the last point
     points = {n: np.asarray(v[index], dtypes[n]) for n, v in layout.points().items()}
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, points["seed"]) if seeded else key
-    compiled = _compiled(run, devices, seeded, keep_params, signature, chunk, key.dtype)
+    compiled, consts = _compiled(run, devices, seeded, keep_params, signature, chunk, key.dtype)
     compile_seconds = time.perf_counter() - start
     spread, same = _shardings(devices)
 
@@ -199,7 +226,7 @@ def sweep(
                 if seeded
                 else jax.device_put(keys, same)
             )
-            running, done = compiled(hp, ks), running
+            running, done = compiled(hp, ks, consts), running
         else:
             done = running
         if done is not None:
@@ -220,7 +247,7 @@ def sweep(
         compile_seconds,
         seconds,
         chunk,
-        len(devices),
+        device_count(devices),
     )
 
 
