@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -121,15 +123,46 @@ def output_shapes(
 
 
 def _conv(z: Array, w: Array, padding: str) -> Array:
-    axes = _SPATIAL[z.ndim - 2]
-    dtype = jnp.result_type(z, w)  # promoted as ``z @ w`` would be
+    """z ⋆ w (module docstring), z and w promoted to a common dtype as ``z @ w`` would be.
+
+    Two lowerings of the same sum, picked per platform when the program is lowered
+    (``lax.platform_dependent``): on accelerators ``lax.conv_general_dilated`` (cuDNN and
+    its kin); on CPU the products of the k shifted copies of z with the kernel's slices,
+    one matrix product (the "im2col" form), because XLA:CPU's convolution is much slower
+    inside the loop of a training scan than outside it (``benchmarks/train_loop.py``,
+    numbers in docs/speed.md).
+    """
+    dtype = jnp.result_type(z, w)
     z, w = z.astype(dtype), w.astype(dtype)
+    return jax.lax.platform_dependent(
+        z,
+        w,
+        cpu=functools.partial(_conv_shifted, padding=padding),
+        default=functools.partial(_conv_general, padding=padding),
+    )
+
+
+def _conv_general(z: Array, w: Array, padding: str) -> Array:
+    axes = _SPATIAL[z.ndim - 2]
     numbers = jax.lax.conv_dimension_numbers(
         z.shape, w.shape, (f"N{axes}C", f"{axes}IO", f"N{axes}C")
     )
     return jax.lax.conv_general_dilated(
         z, w, window_strides=(1,) * (z.ndim - 2), padding=padding, dimension_numbers=numbers
     )
+
+
+def _conv_shifted(z: Array, w: Array, padding: str) -> Array:
+    kernel = w.shape[:-2]
+    if padding == "SAME":  # XLA's SAME at stride 1: (k − 1)//2 before, the rest after
+        z = jnp.pad(z, [(0, 0), *[((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel], (0, 0)])
+    out = [s - k + 1 for s, k in zip(z.shape[1:-1], kernel)]
+    shifted = [
+        z[(slice(None), *(slice(t_i, t_i + o_i) for t_i, o_i in zip(t, out)), slice(None))]
+        for t in itertools.product(*map(range, kernel))
+    ]
+    columns = jnp.stack(shifted, axis=-2)  # (batch, *out, window, c_in)
+    return jnp.einsum("...ki,kio->...o", columns, w.reshape(-1, *w.shape[-2:]))
 
 
 def _pool(z: Array, kind: str, size: int) -> Array:

@@ -79,6 +79,20 @@ def test_forward_is_the_numpy_convolution(case):
     np.testing.assert_allclose(np.asarray(flat), ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("shape,kernel", [((2, 7, 6, 3), (3, 2)), ((2, 9, 2), (4,))])
+def test_both_lowerings_are_the_numpy_convolution(shape, kernel, padding):
+    """lax.conv_general_dilated (accelerators) and the shifted products (CPU) alike."""
+    from jaxnn import conv
+
+    z = jax.random.normal(jax.random.key(0), shape, jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (*kernel, shape[-1], 4), jnp.float64)
+    ref = numpy_conv(np.asarray(z), np.asarray(w), padding)
+    for lowering in (conv._conv_general, conv._conv_shifted):
+        got = np.asarray(lowering(z, w, padding))
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=lowering.__name__)
+
+
 def test_batch_norm_per_channel_over_batch_and_space():
     net = jaxnn.cnn(
         input_shape=(6, 6, 2), channels=(3,), classes=2, batch_norm=True, pool=None,
