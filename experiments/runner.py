@@ -42,6 +42,7 @@ NAMES = (
     "gradient_subspace",
     "curvature_matrices",
     "landscapes",
+    "cnn_edge",
 )
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
