@@ -8,7 +8,8 @@ output layer. Block l maps z^(l−1) (shape ``(batch, *spatial, c_(l−1))``, z^
 where ⋆ is the cross-correlation of deep-learning libraries,
   (z ⋆ W)[n, s, o] = Σ_{t, i} z[n, s + t − p, i] W[t, i, o]
 (t runs over the kernel window, p is the padding offset: (k − 1)//2 for "SAME", 0 for
-"VALID"), computed by ``lax.conv_general_dilated``; W^l has shape
+"VALID"), computed by ``lax.conv_general_dilated`` on accelerators and as one matrix
+product of shifted copies of z on CPU (the same sum; see ``_conv``); W^l has shape
 ``(*kernel, c_(l−1), c_l)`` (1 to 3 spatial axes: HWIO for images, WIO for signals). The
 optional batch norm normalises each channel over the batch and spatial axes, ``pool``
 takes the maximum or mean over non-overlapping windows of ``pool_size``, and the output
@@ -129,8 +130,8 @@ def _conv(z: Array, w: Array, padding: str) -> Array:
     (``lax.platform_dependent``): on accelerators ``lax.conv_general_dilated`` (cuDNN and
     its kin); on CPU the products of the k shifted copies of z with the kernel's slices,
     one matrix product (the "im2col" form), because XLA:CPU's convolution is much slower
-    inside the loop of a training scan than outside it (``benchmarks/train_loop.py``,
-    numbers in docs/speed.md).
+    inside the loop of a training scan than outside it (``benchmarks/cnn.py``, numbers
+    in docs/speed.md).
     """
     dtype = jnp.result_type(z, w)
     z, w = z.astype(dtype), w.astype(dtype)
