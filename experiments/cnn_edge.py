@@ -27,7 +27,7 @@ from jaxnn import datasets, losses, optimizers, spectral, sweep, train
 
 TITLE = "a CNN on MNIST-1D: λmax rises to 2/η under MSE and cross-entropy"
 NOTES = "beyond the notes (001's 2/λmax threshold)"
-COST = 30  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 42  # seconds of --quick on 2 cores: parallel runs start the costliest first
 CHANNELS = (8, 8)
 #: loss -> (η, the band of late median λmax / (2/η) that counts as "at 2/η")
 LOSSES = {
