@@ -7,7 +7,7 @@ CIFAR-10, under both the squared loss and cross-entropy. Here the same measureme
 on a real benchmark of that size that needs no download: a 1-D CNN (:func:`jaxnn.cnn`,
 40×1 → conv 5 (8 channels) → tanh → max-pool 2 → conv 5 (8) → tanh → pool 2 → dense 10,
 LeCun init) on all 5,000 examples of MNIST-1D (:func:`jaxnn.datasets.mnist1d`, the
-package's default set), full-batch gradient descent, 3 initialisations per loss (one
+package's default set), full-batch gradient descent, 5 initialisations per loss (one
 vmapped sweep each). λmax of the full-batch training loss is tracked every 50 steps by
 warm-started power iteration (:func:`jaxnn.spectral.sharpness_hook`, up to 10 iterations).
 """
@@ -35,7 +35,7 @@ LOSSES = {
     "cross-entropy": (0.2, (0.85, 1.5)),
 }
 EVERY = 50
-SEEDS = 3
+SEEDS = 5
 ITERS = 10
 
 
@@ -57,7 +57,7 @@ def problem(n: int) -> tuple[jaxnn.Model, dict]:
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-    steps, n = (100, 500) if quick else (1000, 5000)
+    steps, n = (100, 500) if quick else (800, 5000)
     model, problems = problem(n)
     sharp, curves = {}, {}
     for name, (data, objective) in problems.items():
