@@ -11,12 +11,13 @@ ReLU MLPs on 256 generated MNIST-sized examples (softmax cross-entropy, float32)
   Gram-Schmidt pass at step j reads the j + 1 basis vectors twice;
 * ``--exact``: the exact path (``jaxnn.hessian.spectrum(vectors=False)``) against the top
   5 eigenvalues by Lanczos on tanh MLPs small enough for both, to find the crossover;
-* ``--scale``: the top 5 eigenvalues by 30 Lanczos steps at 10⁶ and 10⁷ parameters.
+* ``--scale``: the top 5 eigenvalues by 30 Lanczos steps at 10⁶ and 10⁷ parameters, on
+  one device and, with ``--host-devices N``, with the params split over N host devices.
 
 Times are medians of ``--repeat`` interleaved rounds of warm calls (compilation excluded
 and reported apart); the exact-vs-Lanczos rows are the best of ``--repeat`` warm calls.
 Run from the repository root: ``python benchmarks/spectral.py [--quick] [--exact]
-[--scale] [--json PATH]``.
+[--scale [--host-devices N]] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -204,23 +205,40 @@ def exact_vs_lanczos(repeat) -> list:
 
 
 def at_scale() -> dict:
+    """The top 5 by 30 Lanczos steps at 10⁶ and 10⁷ parameters: the first call (compilation
+    included) and a warm one, on one device and, when there are several, with the params
+    (and so the Lanczos basis) split over all of them (:func:`jaxnn.sharding.shard_params`
+    on a one-axis mesh)."""
+    from jaxnn import sharding
+
+    counts = sorted({1, len(jax.devices())})
     out = {}
     for name, sizes in SCALE.items():
         params, loss, _ = problem(sizes)
         size = sum(int(np.size(p)) for p in jax.tree.leaves(params))
-        start = time.perf_counter()
-        top = spectral.top_eigenvalues(loss, params, 5, key=jax.random.key(0), order=30)
-        seconds = time.perf_counter() - start
-        out[name] = {
-            "params": size,
-            "seconds": seconds,
-            "values": top.values.tolist(),
-            "residuals": top.residuals.tolist(),
-        }
-        print(
-            f"  {'-'.join(map(str, sizes))} (P = {size:,}): top 5 by 30 Lanczos steps in "
-            f"{seconds:.1f} s, first call (compile included): {np.round(top.values, 3)}"
-        )
+        for count in counts:
+            mesh = sharding.make_mesh((count,), ("model",), devices=jax.devices()[:count])
+            placed = sharding.shard_params(params, mesh, "model")
+
+            def top(placed=placed, loss=loss):
+                pairs = spectral.top_eigenvalues(loss, placed, 5, key=jax.random.key(0), order=30)
+                return jax.block_until_ready(pairs)
+
+            first, warm = best(top, 1)
+            pairs = top()
+            out[f"{name} on {count}"] = {
+                "params": size,
+                "devices": count,
+                "first_s": first,
+                "warm_s": warm,
+                "values": pairs.values.tolist(),
+                "residuals": pairs.residuals.tolist(),
+            }
+            print(
+                f"  {'-'.join(map(str, sizes))} (P = {size:,}) on {count} device(s): top 5 by 30 "
+                f"Lanczos steps {warm:.1f} s warm, {first:.1f} s first call; "
+                f"{np.round(pairs.values, 3)}"
+            )
     return out
 
 
@@ -229,9 +247,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the 7·10⁵ model only")
     parser.add_argument("--exact", action="store_true", help="exact path vs Lanczos")
     parser.add_argument("--scale", action="store_true", help="10⁶ and 10⁷ parameters")
+    parser.add_argument(
+        "--host-devices", type=int, default=1,
+        help="split the CPU into this many XLA devices (for --scale's sharded rows)",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args()
+    if args.host_devices > 1:  # before JAX creates its CPU backend
+        flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     bandwidth = copy_bandwidth()
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "

@@ -57,7 +57,7 @@ def problem(n: int) -> tuple[jaxnn.Model, dict]:
 
 
 def run(out: Path, quick: bool = False) -> Outcome:
-    steps, n = (100, 500) if quick else (800, 5000)
+    steps, n = (100, 250) if quick else (800, 5000)
     model, problems = problem(n)
     sharp, curves = {}, {}
     for name, (data, objective) in problems.items():

@@ -43,6 +43,7 @@ NAMES = (
     "curvature_matrices",
     "landscapes",
     "cnn_edge",
+    "cnn_spectrum",
 )
 EXPERIMENTS = {name: importlib.import_module(f"experiments.{name}") for name in NAMES}
 
