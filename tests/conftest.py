@@ -21,6 +21,21 @@ if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
     )
 
 
+#: the tests that run the longest (each a subprocess: the main job, the numerical tests at
+#: XLA's defaults, four host devices); they start first, so that with ``-n 2``
+#: (pytest-xdist) the other worker runs the rest of the suite meanwhile
+LONGEST = (
+    "test_main_job_quick",
+    "test_numerical_tests_pass_at_xla_defaults",
+    "test_four_host_devices_equal_one_device",
+    "test_verdicts_do_not_depend_on_the_xla_flags",
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.name not in LONGEST)  # stable: the rest keep their order
+
+
 @pytest.fixture
 def x64():
     """float64 for the test: ``pytestmark = pytest.mark.usefixtures("x64")`` in a module

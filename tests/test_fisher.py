@@ -57,6 +57,37 @@ def test_exact_fisher_is_the_sum_of_jacobian_products_and_the_ggn():
         np.testing.assert_allclose(top.values, np.linalg.eigvalsh(expected)[::-1][:2], rtol=1e-8)
 
 
+def test_gauss_newton_and_class_means_of_the_cnn_spectrum_experiment():
+    # experiments/cnn_spectrum.py: G from per-example Jacobians against the GGN operator's
+    # dense matrix, and the class-means matrix M against its definition summed class pair
+    # by class pair (Papyan 2019), with M ⪯ G
+    from experiments.cnn_spectrum import class_means, gauss_newton, jacobians
+
+    params, unravel, _, _ = _setup()
+    flat = ravel_pytree(params)[0]
+    jac, probs = jacobians(lambda w, xi: model_fn(unravel(w), xi[None])[0], flat, jnp.asarray(X))
+    loss = lambda o: losses.softmax_cross_entropy(o, Y)
+    dense = _dense(
+        spectral.gauss_newton(lambda q: model_fn(q, X), loss), params, unravel, flat.size
+    )
+    g_values = np.linalg.eigvalsh(dense)[::-1]
+    np.testing.assert_allclose(gauss_newton(jac, probs), g_values, atol=1e-12 * g_values[0])
+    jac, probs = np.asarray(jac), np.asarray(probs)
+    classes = probs.shape[1]
+    m = np.zeros_like(dense)
+    for c in range(classes):
+        members = np.flatnonzero(np.equal(Y, c))
+        for d in range(classes):
+            g = np.stack([jac[i].T @ (np.eye(classes)[d] - probs[i]) for i in members])
+            w = probs[members, d]
+            delta = (w[:, None] * g).sum(axis=0) / w.sum()
+            m += w.sum() / N * np.outer(delta, delta)
+    want = np.linalg.eigvalsh(m)[::-1]
+    got = class_means(jnp.asarray(jac), jnp.asarray(probs), Y)
+    np.testing.assert_allclose(got, want[: classes * classes], atol=1e-12 * want[0])
+    assert np.all(want <= g_values + 1e-12 * g_values[0])  # G − M is a sum of covariances
+
+
 def test_empirical_fisher_is_the_mean_outer_product_of_per_example_gradients():
     params, unravel, _, _ = _setup()
     flat = ravel_pytree(params)[0]

@@ -21,7 +21,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     commands = re.findall(r"```bash\n(.*?)\n```", quick, re.S)
     assert len(commands) == 2 and all("\n" not in c for c in commands)
     assert commands[0].endswith("python -m experiments")
-    assert commands[1].endswith("python -m pytest -q")
+    assert " -m pytest -q" in commands[1]
     extract = (ROOT / ".ci/run").read_text().split("cmd=$(", 1)[1].split(")\n", 1)[0]
     found = subprocess.run(
         ["bash", "-c", extract], cwd=ROOT, capture_output=True, text=True, check=True
