@@ -14,13 +14,18 @@ with momentum 0.9, minibatches of 256 from a fresh permutation every epoch.
 * ``torch``: a PyTorch eager loop (``nn.Conv1d``), when importable.
 
 Run from the repository root: ``python benchmarks/cnn.py [--quick] [--json PATH]``.
-Rounds are interleaved and medians reported; read the ratios, not the times.
+Rounds are interleaved and medians reported; read the ratios, not the times. PyTorch's
+OpenMP threads keep spinning on the cores after each of its steps, which slows whatever
+runs next in the process (XLA's threads, and PyTorch's own next step): the benchmark sets
+``OMP_WAIT_POLICY=PASSIVE`` (unless set already) before PyTorch is imported, and
+docs/speed.md gives the rows with and without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -33,6 +38,7 @@ import jaxnn
 from jaxnn import conv, datasets, interop, losses, optimizers, train
 
 BATCH, LR, MU, CHANNELS, KERNEL = 256, 0.05, 0.9, (16, 16), 5
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when PyTorch starts OpenMP
 
 
 def _data():

@@ -39,7 +39,10 @@ from experiments.report import OWN, Claim, Outcome, listed, save, tally, unconfi
 from experiments.report import Figure as Fig
 from jaxnn import curvature, datasets, losses, optimizers, spectral, sweep, train
 
-TITLE = "a trained CNN's Hessian: a bulk and about K − 1 outliers from the class means"
+TITLE = (
+    "a trained CNN's Hessian: its top K − 1 eigenvalues are Gauss–Newton, carried by the "
+    "class means"
+)
 NOTES = "beyond the notes (003's Hessian spectrum)"
 COST = 50  # seconds of --quick on 2 cores: parallel runs start the costliest first
 CLASSES = (4, 10)
