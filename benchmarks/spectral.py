@@ -220,12 +220,14 @@ def at_scale() -> dict:
             mesh = sharding.make_mesh((count,), ("model",), devices=jax.devices()[:count])
             placed = sharding.shard_params(params, mesh, "model")
 
-            def top(placed=placed, loss=loss):
+            found = []  # the warm call's pairs, reported below
+
+            def top(placed=placed, loss=loss, found=found):
                 pairs = spectral.top_eigenvalues(loss, placed, 5, key=jax.random.key(0), order=30)
-                return jax.block_until_ready(pairs)
+                found.append(jax.block_until_ready(pairs))
 
             first, warm = best(top, 1)
-            pairs = top()
+            pairs = found[-1]
             out[f"{name} on {count}"] = {
                 "params": size,
                 "devices": count,

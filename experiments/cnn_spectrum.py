@@ -89,7 +89,7 @@ def gauss_newton(jac, p) -> np.ndarray:
 
 def class_means(jac, p, y) -> np.ndarray:
     """The eigenvalues (descending) of the class-means matrix M = Σ_{c,c'} w_cc' δ_cc'
-    δ_cc'ᵀ (module docstring; Papyan 2019, eq. 8), through its K² × K² Gram matrix.
+    δ_cc'ᵀ (module docstring; Papyan 2019), through its K² × K² Gram matrix.
 
     ``jac`` (n, K, P) and ``p`` (n, K) as :func:`jacobians` gives them; y (n,) the integer
     labels."""
@@ -172,13 +172,14 @@ def _outcome(out, found, densities, n, steps, channels, quick) -> Outcome:
         "cm": vote(np.concatenate([cm_flags[k] for k in CLASSES])),
     }
     runs = SEEDS * len(CLASSES)
+    per_run = f"runs ({SEEDS} seeds × {len(CLASSES)} class counts)"
     claims = {
         "cnn_outliers_are_gauss_newton": Claim(
             f"for K = {' and '.join(map(str, CLASSES))} classes, the trained CNN's top K − 1 "
             f"Hessian eigenvalues are the Gauss–Newton matrix's, each within "
             f"{GN_RTOL:.0%} (Sagun et al. 2017, Papyan 2019)",
             OWN,
-            both["gn"][1].replace("seeds", "runs (5 seeds × 2 class counts)"),
+            both["gn"][1].replace("seeds", per_run),
             bool(both["gn"][0]),
             "; ".join(gn_ev),
             runs,
@@ -188,7 +189,7 @@ def _outcome(out, found, densities, n, steps, channels, quick) -> Outcome:
             f"K − 1 eigenvalues of the class-means matrix sum to at least {CM_SHARE:.0%} of "
             "the Hessian's top K − 1 (Papyan 2019)",
             OWN,
-            both["cm"][1].replace("seeds", "runs (5 seeds × 2 class counts)"),
+            both["cm"][1].replace("seeds", per_run),
             bool(both["cm"][0]),
             "; ".join(cm_ev),
             runs,
