@@ -46,7 +46,7 @@ from jaxnn import datasets, losses, normalization, optimizers, spectral, train
 
 TITLE = "the Hessian, Gauss-Newton, Fisher and empirical Fisher through training"
 NOTES = "beyond the notes (004's cross-entropy, 001's Hessian)"
-COST = 30  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 21  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SIZES = (64, 32, 10)
 K = 10  # the number of classes
 LR = 0.5

@@ -42,7 +42,7 @@ from jaxnn import optimizers, spectral, sweep, train
 
 TITLE = "the gradient lies in the top-10 eigenspace at the edge of stability, not below it"
 NOTES = "beyond the notes (001's 1 − ηλ per direction)"
-COST = 25  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 31  # seconds of --quick on 2 cores: parallel runs start the costliest first
 K = 10  # the number of classes
 SMALL, LARGE = 0.05, 0.3
 EVERY = {False: 100, True: 150}  # steps between measurements: the full pass and --quick

@@ -51,7 +51,7 @@ from jaxnn import (
 
 TITLE = "at the same training loss, a large η sits at a flatter point"
 NOTES = "beyond the notes (001's 2/λmax threshold)"
-COST = 20  # seconds of --quick on 2 cores: parallel runs start the costliest first
+COST = 25  # seconds of --quick on 2 cores: parallel runs start the costliest first
 SMALL, LARGE = 0.05, 0.3
 SEEDS = 5
 EXAMPLES = {False: 500, True: 200}  # digits used: the full pass and --quick

@@ -95,9 +95,9 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_four_host_devices_equal_one_device():
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
+    # the suite's own XLA flags (conftest.py), and four host devices
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         capture_output=True,

@@ -461,9 +461,9 @@ SHARDED = textwrap.dedent("""
 
 
 def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
+    # the suite's own XLA flags (conftest.py), and four host devices
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, "-c", SHARDED],
         capture_output=True,
