@@ -188,15 +188,23 @@ def totals(outcomes: dict) -> dict:
     }
 
 
-def summary_json(outcomes: dict, seconds: dict, provenance: dict) -> dict:
+def summary_json(
+    outcomes: dict, seconds: dict, provenance: dict, compiling: dict | None = None
+) -> dict:
     """The ``results.json`` that gathers a whole run: provenance, totals, and every
-    experiment's own results with its run time."""
+    experiment's own results with its run time and the part of it spent compiling
+    (``compiling``, seconds by name, from :func:`jaxnn.xla.compile_seconds`)."""
+    compiling = compiling or {}
     return checkpoint.plain(
         {
             "provenance": provenance,
             **totals(outcomes),
             "experiments": {
-                name: {**as_json(o), "seconds": round(seconds[name], 2)}
+                name: {
+                    **as_json(o),
+                    "seconds": round(seconds[name], 2),
+                    "compile seconds": round(compiling.get(name, math.nan), 2),
+                }
                 for name, o in outcomes.items()
             },
         }
@@ -258,7 +266,8 @@ def _version(package: str) -> str:
 
 def provenance(*, quick: bool, seconds: float, jobs: int) -> dict:
     """Where and how a run was made: date, git commit, versions, backend, CPU, XLA flags
-    in force, full or quick, the total run time and the experiments run at once."""
+    in force, the compilation cache, full or quick, the total run time and the
+    experiments run at once."""
     import jax
 
     commit = _git("rev-parse", "HEAD") or "unknown (not a git checkout)"
@@ -280,6 +289,7 @@ def provenance(*, quick: bool, seconds: float, jobs: int) -> dict:
         f"({devices[0].device_kind})",
         "cpu": f"{model}, {cores} {'core' if cores == 1 else 'cores'} usable, {vector}",
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") or "none (XLA's defaults)",
+        "compilation cache": jax.config.values.get("jax_compilation_cache_dir") or "off",
     }
 
 
@@ -333,12 +343,18 @@ def _provenance_html(p: dict) -> list[str]:
         (
             "run time",
             f"{p['total seconds']:.0f} s, {p['experiments at once']} "
-            f"experiment{'s' if p['experiments at once'] > 1 else ''} at a time",
+            f"experiment{'s' if p['experiments at once'] > 1 else ''} at a time"
+            + (
+                f"; {p['compile seconds']:.0f} s compiling, summed over the experiments"
+                if "compile seconds" in p
+                else ""
+            ),
         ),
         ("versions", ", ".join(f"{k} {v}" for k, v in p["versions"].items())),
         ("backend", p["backend"]),
         ("CPU", p["cpu"]),
         ("XLA_FLAGS", p["XLA_FLAGS"]),
+        ("compilation cache", p.get("compilation cache", "off")),
     ]
     return (
         ["<table class='provenance'>"]
@@ -347,7 +363,9 @@ def _provenance_html(p: dict) -> list[str]:
     )
 
 
-def index_html(outcomes: dict, seconds: dict, provenance: dict) -> str:
+def index_html(
+    outcomes: dict, seconds: dict, provenance: dict, compiling: dict | None = None
+) -> str:
     """The report page: provenance, the total and the refuted claims, a table of contents,
     then per experiment its summary, claims (with their sources, rules and seeds),
     figures (each opens full size on click) and key numbers."""
@@ -380,14 +398,17 @@ def index_html(outcomes: dict, seconds: dict, provenance: dict) -> str:
             parts.append(f"<li><a href='#{e(name)}-{e(key)}'>{e(name)}</a>: {e(c.statement)}</li>")
         parts.append("</ul>")
     parts.append(
-        "<table><tr><th>experiment</th><th>notes</th><th>claims confirmed</th><th>seconds</th></tr>"
+        "<table><tr><th>experiment</th><th>notes</th><th>claims confirmed</th><th>seconds</th>"
+        "<th>of which compiling</th></tr>"
     )
+    compiling = compiling or {}
     for name, o in outcomes.items():
         held = sum(bool(c.holds) for c in o.claims.values())
         parts.append(
             f"<tr><td><a href='#{e(name)}'>{e(name)}</a>: {e(o.title)}</td>"
             f"<td>{e(o.notes)}</td><td>{held} of {len(o.claims)}</td>"
-            f"<td>{seconds.get(name, 0):.1f}</td></tr>"
+            f"<td>{seconds.get(name, 0):.1f}</td>"
+            f"<td>{f'{compiling[name]:.1f}' if name in compiling else '—'}</td></tr>"
         )
     parts.append("</table>")
     for name, o in outcomes.items():

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from experiments import report
+from jaxnn import xla
 
 NAMES = (
     "learning_rate",
@@ -62,21 +63,23 @@ def default_jobs() -> int:
     return max(1, min(cores or 1, MAX_JOBS))
 
 
-def run_one(name: str, folder: Path, quick: bool) -> tuple[report.Outcome, float]:
+def run_one(name: str, folder: Path, quick: bool) -> tuple[report.Outcome, float, float]:
     """Runs experiment ``name`` into ``folder``, writes its ``results.json`` and returns its
-    outcome with its run time in seconds."""
-    start = time.perf_counter()
+    outcome, its run time in seconds and the part of it spent compiling
+    (:func:`jaxnn.xla.compile_seconds`)."""
+    compiling, start = xla.compile_seconds(), time.perf_counter()
     outcome = EXPERIMENTS[name].run(folder, quick=quick)
     seconds = time.perf_counter() - start
+    compiled = xla.compile_seconds() - compiling
     report.write(folder, outcome)
-    return outcome, seconds
+    return outcome, seconds, compiled
 
 
 def completed(
     names: list[str], out: Path, quick: bool, jobs: int
-) -> Iterator[tuple[str, report.Outcome, float]]:
-    """Yields ``(name, outcome, seconds)`` as the experiments finish, ``jobs`` at a time
-    (in this process when ``jobs`` is 1)."""
+) -> Iterator[tuple[str, report.Outcome, float, float]]:
+    """Yields ``(name, outcome, seconds, compile seconds)`` as the experiments finish,
+    ``jobs`` at a time (in this process when ``jobs`` is 1)."""
     if jobs == 1:
         for name in names:
             yield (name, *run_one(name, out / name, quick))

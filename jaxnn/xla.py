@@ -1,4 +1,5 @@
-"""XLA settings that compile faster, for runs made of many small programs.
+"""XLA settings that compile faster, and a compilation cache, for runs made of many small
+programs.
 
 A study with jaxnn is often hundreds of small compiled programs, each run for a fraction
 of a second: a sweep per figure, a Hessian per checkpoint, a test per formula. On a CPU
@@ -22,17 +23,44 @@ it (:func:`knows_flag`), and never overrides a flag the user has already set::
 
     os.environ["XLA_FLAGS"] = jaxnn.xla.compile_light_flags(os.environ.get("XLA_FLAGS"))
 
+A second run of the same programs need not compile at all: :func:`use_compilation_cache`
+turns on JAX's persistent compilation cache (``jax_compilation_cache_dir``) with the
+thresholds that let small CPU programs in (JAX's defaults keep only programs that took a
+second or more to compile, which leaves out almost every program of a CPU study). The
+``jaxnn`` command, ``python -m experiments`` and the test suite call it; a script can too::
+
+    jaxnn.xla.use_compilation_cache()  # before the first computation
+
+The cache lives in :func:`default_cache_dir`, one folder per jaxlib version and CPU;
+``JAXNN_COMPILATION_CACHE`` names another folder, or ``0`` turns it off, and JAX's own
+``JAX_COMPILATION_CACHE_DIR`` wins over both. Deleting the folder is always safe.
+:func:`compile_seconds` tells how much of a run went to compiling.
+
 Nothing here needs or starts a JAX backend. The flags only concern XLA:CPU; on a GPU or
 TPU backend they change nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import mmap
+import os
+import platform
+import sys
+import warnings
 from pathlib import Path
 
-__all__ = ["FUSION_EMITTERS", "LOWEST_OPTIMIZATION", "compile_light_flags", "knows_flag"]
+__all__ = [
+    "CACHE_ENV",
+    "FUSION_EMITTERS",
+    "LOWEST_OPTIMIZATION",
+    "compile_light_flags",
+    "compile_seconds",
+    "default_cache_dir",
+    "knows_flag",
+    "use_compilation_cache",
+]
 
 #: The flags :func:`compile_light_flags` adds: name -> value.
 FUSION_EMITTERS = {"xla_cpu_use_fusion_emitters": "false"}
@@ -106,3 +134,163 @@ def compile_light_flags(flags: str | None = None, *, lowest_optimization: bool =
         if name not in given and knows_flag(name)
     ]
     return " ".join([flags.strip(), *added]).strip()
+
+
+#: The environment variable that names jaxnn's compilation cache folder, or turns the cache
+#: off with ``0`` (also ``off``, ``false``, ``no``).
+CACHE_ENV = "JAXNN_COMPILATION_CACHE"
+_OFF = ("0", "off", "false", "no")
+# JAX's settings (each read from its environment variable, upper-cased, when jax is
+# imported): the folder, and thresholds that cache every program however small or quick
+_CACHE_DIR_SETTING = "jax_compilation_cache_dir"
+_THRESHOLDS = {
+    "jax_persistent_cache_min_compile_time_secs": "0",
+    "jax_persistent_cache_min_entry_size_bytes": "-1",
+}
+
+
+def _host() -> str:
+    """What a compiled CPU program depends on: the machine, its CPU's model and instruction
+    set extensions (/proc/cpuinfo where there is one), Python's and jaxlib's versions."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f if line.startswith(("model name", "flags", "Features"))]
+        cpu = "".join(dict.fromkeys(lines))  # every core repeats them
+    except OSError:
+        pass
+    jaxlib = importlib.util.find_spec("jaxlib")
+    version = "none"
+    if jaxlib is not None and jaxlib.origin is not None:
+        version_file = Path(jaxlib.origin).parent / "version.py"
+        version = version_file.read_text() if version_file.is_file() else jaxlib.origin
+    return "\n".join([platform.machine(), cpu, sys.version, version])
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/jaxnn/xla/<host>`` (``~/.cache`` when ``XDG_CACHE_HOME`` is unset):
+    the compilation cache folder of this host.
+
+    ``<host>`` is a digest of the CPU's model and instruction set, the machine type and the
+    Python and jaxlib versions. XLA:CPU compiles for the host's instruction set (AVX2 on
+    one machine, AVX-512 on the next) and refuses a program compiled for features the host
+    lacks, so machines that share a home folder keep their programs apart, and a new jaxlib
+    starts a new folder (an old one can be deleted).
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(_host().encode()).hexdigest()[:16]
+    return Path(base) / "jaxnn" / "xla" / digest
+
+
+def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Turns on JAX's persistent compilation cache in ``path``, for this process and the
+    processes it starts; returns the folder, or None when the cache is off.
+
+    Every compiled program is written to the folder (the thresholds
+    ``jax_persistent_cache_min_compile_time_secs = 0`` and
+    ``jax_persistent_cache_min_entry_size_bytes = -1``), and a program compiled before, by
+    any process, with the same jaxlib, backend, XLA flags and compile options, is read back
+    instead of compiled. The numbers do not change: the same program compiles to the same
+    executable. Call it before JAX's first computation; it sets the ``JAX_*`` environment
+    variables, so processes started later (``multiprocessing``'s spawn, a subprocess)
+    share the cache.
+
+    Args:
+      path: the folder (made if missing). ``None`` uses, in order:
+        ``JAX_COMPILATION_CACHE_DIR`` when set (JAX's own; kept as it is), the folder named
+        by ``JAXNN_COMPILATION_CACHE`` (:data:`CACHE_ENV`; ``0`` turns the cache off),
+        :func:`default_cache_dir`.
+
+    A threshold already set in the environment (``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``
+    and ``JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES``) is kept. When the default folder
+    cannot be made (a read-only home), this warns and leaves the cache off; a folder you
+    name (``path`` or an environment variable) that cannot be made raises ``ValueError``.
+
+    The cache is trusted: whoever can write to the folder can run code in your process, so
+    keep it private (a folder made here is readable by you alone). See JAX's guide,
+    "Persistent compilation cache".
+    """
+    source = "path"  # who chose the folder, for the message when it cannot be made
+    if path is None:
+        chosen = os.environ.get(CACHE_ENV, "").strip()
+        if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+            path, source = os.environ["JAX_COMPILATION_CACHE_DIR"], "JAX_COMPILATION_CACHE_DIR"
+        elif chosen.lower() in _OFF:
+            return None
+        elif chosen:
+            path, source = chosen, CACHE_ENV
+        else:
+            path, source = default_cache_dir(), None
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a folder (a str or os.PathLike) or None, got {type(path).__name__} "
+            f"{path!r}"
+        )
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"{folder} is not writable")
+    except OSError as error:
+        if source is not None:
+            raise ValueError(
+                f"{source} must be a folder the compilation cache can be written to, got "
+                f"{str(path)!r} ({error})"
+            ) from error
+        warnings.warn(
+            f"jaxnn's compilation cache is off: its folder {folder} cannot be made ({error}); "
+            f"set {CACHE_ENV} to another folder, or to 0 to turn it off without this warning",
+            stacklevel=2,
+        )
+        return None
+    folder = folder.resolve()
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+    for setting, value in _THRESHOLDS.items():
+        os.environ.setdefault(setting.upper(), value)
+    if "jax" in sys.modules:  # jax has read the environment already: tell it directly
+        _update_jax(folder)
+    return folder
+
+
+def _update_jax(folder: Path) -> None:
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    for setting in _THRESHOLDS:
+        value = os.environ[setting.upper()]
+        jax.config.update(setting, float(value) if "secs" in setting else int(value))
+    if jax.config.values.get(_CACHE_DIR_SETTING) != str(folder):
+        jax.config.update(_CACHE_DIR_SETTING, str(folder))
+        compilation_cache.reset_cache()  # the next compilation opens the new folder
+
+
+# the events JAX records for one compilation, none inside another: tracing a function to a
+# jaxpr (at the top level only), lowering the jaxpr to StableHLO, and XLA compiling it (or
+# reading it back from the persistent cache)
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compiling = {"seconds": 0.0, "listening": False}  # this process's compile time so far
+
+
+def _listen(event: str, duration_secs: float, **kwargs: str | int) -> None:
+    if event in _COMPILE_EVENTS:
+        _compiling["seconds"] += duration_secs
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling since the first call: JAX tracing functions,
+    lowering them and XLA compiling them (or reading them from the compilation cache).
+
+    The first call starts counting (it registers a listener with ``jax.monitoring``) and
+    returns 0.0; the difference of two later calls is the compile time in between. Runs on
+    several threads add up, so it can exceed the wall-clock time between the calls.
+    """
+    if not _compiling["listening"]:
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(_listen)
+        _compiling["listening"] = True
+    return _compiling["seconds"]

@@ -7,6 +7,12 @@ tests/test_xla.py also runs the numerical tests at XLA's defaults (``JAXNN_XLA_D
 leaves ``XLA_FLAGS`` alone), and tests/test_project.py runs experiments under both.
 A flag you set in ``XLA_FLAGS`` yourself is kept. This must run before JAX creates its
 CPU backend (importing jax or jaxnn does not create it).
+
+The suite shares JAX's persistent compilation cache (:func:`jaxnn.xla.use_compilation_cache`,
+the same folder as ``python -m experiments``) among its workers and the processes it
+starts: the programs that several of them compile (the quick experiments the main job and
+the parallel-jobs test both run, say) compile once, and a second run of the suite compiles
+little. ``JAXNN_COMPILATION_CACHE=0`` runs it without the cache.
 """
 
 import os
@@ -19,6 +25,7 @@ if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
     os.environ["XLA_FLAGS"] = xla.compile_light_flags(
         os.environ.get("XLA_FLAGS"), lowest_optimization=True
     )
+xla.use_compilation_cache()
 
 
 #: the tests that run the longest (each a subprocess: the main job, the numerical tests at
@@ -28,7 +35,6 @@ LONGEST = (
     "test_main_job_quick",
     "test_numerical_tests_pass_at_xla_defaults",
     "test_four_host_devices_equal_one_device",
-    "test_verdicts_do_not_depend_on_the_xla_flags",
 )
 
 

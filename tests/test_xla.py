@@ -1,6 +1,7 @@
 """jaxnn.xla: the compile-light XLA_FLAGS are added only where XLA knows them, never over
 the user's own, and a process started with them computes what NumPy computes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,84 @@ def test_a_process_started_with_the_flags_computes_as_numpy():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+# ---- the persistent compilation cache ----
+
+CACHED_RUN = """
+import json, sys
+import numpy as np
+from jaxnn import xla
+folder = xla.use_compilation_cache()
+import jax, jax.numpy as jnp
+counts = {"hits": 0, "misses": 0}
+def count(event, **kwargs):
+    for name in counts:
+        counts[name] += event == f"/jax/compilation_cache/cache_{name}"
+jax.monitoring.register_event_listener(count)
+xla.compile_seconds()
+x = np.linspace(-2.0, 2.0, 12, dtype=np.float32).reshape(3, 4)
+y = jax.jit(lambda x: jnp.tanh(x) @ jnp.exp(-x).T)(x)
+print(json.dumps({"folder": str(folder), "bits": np.asarray(y).tobytes().hex(),
+                  "compile": xla.compile_seconds(), **counts}))
+"""
+
+
+def _cached_run(**env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "JAXNN_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", CACHED_RUN],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_a_second_process_reads_back_what_the_first_compiled(tmp_path):
+    cache, other = tmp_path / "cache", tmp_path / "other"
+    first = _cached_run(JAXNN_COMPILATION_CACHE=str(cache))
+    assert first["folder"] == str(cache.resolve()) and first["hits"] == 0
+    assert first["misses"] >= 1 and len(list(cache.iterdir())) == first["misses"]
+    assert first["compile"] > 0
+    # JAX's own setting wins over jaxnn's; the second process compiles nothing
+    second = _cached_run(JAX_COMPILATION_CACHE_DIR=str(cache), JAXNN_COMPILATION_CACHE=str(other))
+    assert second["folder"] == str(cache.resolve()) and not other.exists()
+    assert (second["hits"], second["misses"]) == (first["misses"], 0)
+    # the executable read back is the one compiled: the same bits on the same input
+    assert second["bits"] == first["bits"]
+    assert _cached_run(JAXNN_COMPILATION_CACHE="0")["folder"] == "None"
+
+
+def test_default_cache_folder_is_per_host_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = xla.default_cache_dir()
+    assert folder.parent == tmp_path / "jaxnn" / "xla" and folder == xla.default_cache_dir()
+    assert len(folder.name) == 16 and int(folder.name, 16) >= 0
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv(xla.CACHE_ENV, "off")
+    assert xla.use_compilation_cache() is None
+
+
+def test_compilation_cache_bad_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("kept")
+    with pytest.raises(ValueError, match="path must be a folder the compilation cache"):
+        xla.use_compilation_cache(a_file / "cache")
+    with pytest.raises(TypeError, match=r"path must be a folder .* got int 3"):
+        xla.use_compilation_cache(3)  # pyright: ignore[reportArgumentType]
+    monkeypatch.setenv(xla.CACHE_ENV, str(a_file))
+    with pytest.raises(ValueError, match=f"{xla.CACHE_ENV} must be a folder"):
+        xla.use_compilation_cache()
+    # the default folder cannot be made: a warning, and the run goes on without the cache
+    monkeypatch.delenv(xla.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(a_file))
+    with pytest.warns(UserWarning, match="compilation cache is off"):
+        assert xla.use_compilation_cache() is None
+    assert a_file.read_text() == "kept"
 
 
 # the tests that check numbers against formulas, closed forms and finite differences
