@@ -220,7 +220,11 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
         elif chosen:
             path, source = chosen, CACHE_ENV
         else:
-            path, source = default_cache_dir(), None
+            source = None
+            try:
+                path = default_cache_dir()
+            except RuntimeError as error:  # no home folder to put it in
+                return _cache_off(f"there is no default folder ({error})")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"path must be a folder (a str or os.PathLike) or None, got {type(path).__name__} "
@@ -237,12 +241,7 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
                 f"{source} must be a folder the compilation cache can be written to, got "
                 f"{str(path)!r} ({error})"
             ) from error
-        warnings.warn(
-            f"jaxnn's compilation cache is off: its folder {folder} cannot be made ({error}); "
-            f"set {CACHE_ENV} to another folder, or to 0 to turn it off without this warning",
-            stacklevel=2,
-        )
-        return None
+        return _cache_off(f"its folder {folder} cannot be made ({error})")
     folder = folder.resolve()
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
     for setting, value in _THRESHOLDS.items():
@@ -250,6 +249,14 @@ def use_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     if "jax" in sys.modules:  # jax has read the environment already: tell it directly
         _update_jax(folder)
     return folder
+
+
+def _cache_off(why: str) -> None:
+    warnings.warn(
+        f"jaxnn's compilation cache is off: {why}; set {CACHE_ENV} to a folder, or to 0 to "
+        "turn it off without this warning",
+        stacklevel=3,
+    )
 
 
 def _update_jax(folder: Path) -> None:

@@ -26,6 +26,7 @@ if os.environ.get("JAXNN_XLA_DEFAULTS") != "1":
         os.environ.get("XLA_FLAGS"), lowest_optimization=True
     )
 xla.use_compilation_cache()
+xla.compile_seconds()  # counts from here: the summary gives the suite's compile time
 
 
 #: the tests that run the longest (each a subprocess: the main job, the numerical tests at
@@ -40,6 +41,28 @@ LONGEST = (
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.name not in LONGEST)  # stable: the rest keep their order
+
+
+_WORKERS_COMPILING = []  # each pytest-xdist worker's compile seconds, as it finishes
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        session.config.workeroutput["compile seconds"] = xla.compile_seconds()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _WORKERS_COMPILING.append(getattr(node, "workeroutput", {}).get("compile seconds", 0.0))
+
+
+def pytest_terminal_summary(terminalreporter):
+    seconds = sum(_WORKERS_COMPILING) if _WORKERS_COMPILING else xla.compile_seconds()
+    terminalreporter.write_line(
+        f"JAX compile time: {seconds:.0f} s in the test processes "
+        f"({len(_WORKERS_COMPILING) or 1} of them; the subprocesses they start not counted), "
+        f"compilation cache {os.environ.get('JAX_COMPILATION_CACHE_DIR', 'off')}"
+    )
 
 
 @pytest.fixture
