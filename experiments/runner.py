@@ -3,8 +3,8 @@ once, each in a spawned process of its own.
 
 The experiments are independent, so several can run at once: on a CPU host XLA compiles
 each small program on one core, and :func:`default_jobs` (one per core, up to
-:data:`MAX_JOBS`) keeps every core busy. On an
-accelerator the default is one job: the processes would compete for the device's memory.
+:data:`MAX_JOBS`) keeps every core busy. On an accelerator the default is one job: the
+processes would compete for the device's memory.
 An experiment's results do not depend on which process ran it or what ran there before.
 """
 

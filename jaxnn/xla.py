@@ -23,11 +23,12 @@ it (:func:`knows_flag`), and never overrides a flag the user has already set::
 
     os.environ["XLA_FLAGS"] = jaxnn.xla.compile_light_flags(os.environ.get("XLA_FLAGS"))
 
-A second run of the same programs need not compile at all: :func:`use_compilation_cache`
-turns on JAX's persistent compilation cache (``jax_compilation_cache_dir``) with the
-thresholds that let small CPU programs in (JAX's defaults keep only programs that took a
-second or more to compile, which leaves out almost every program of a CPU study). The
-``jaxnn`` command, ``python -m experiments`` and the test suite call it; a script can too::
+A second run of the same programs need not have XLA compile them again (JAX still traces
+and lowers them): :func:`use_compilation_cache` turns on JAX's persistent compilation
+cache (``jax_compilation_cache_dir``) with the thresholds that let small CPU programs in
+(JAX's defaults keep only programs that took a second or more to compile, which leaves out
+almost every program of a CPU study). The ``jaxnn`` command, ``python -m experiments``
+and the test suite call it; a script can too::
 
     jaxnn.xla.use_compilation_cache()  # before the first computation
 
