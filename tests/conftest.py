@@ -66,6 +66,14 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture
+def four_host_devices():
+    """The environment for a subprocess with four CPU devices, at the suite's own XLA
+    flags."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
+    return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+
+
+@pytest.fixture
 def x64():
     """float64 for the test: ``pytestmark = pytest.mark.usefixtures("x64")`` in a module
     whose every test compares against a float64 reference."""

@@ -2,7 +2,6 @@
 subprocess with --xla_force_host_platform_device_count=4; and the placement errors."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -94,15 +93,12 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_four_host_devices_equal_one_device():
-    # the suite's own XLA flags (conftest.py), and four host devices
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
-    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+def test_four_host_devices_equal_one_device(four_host_devices):
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         capture_output=True,
         text=True,
-        env=env,
+        env=four_host_devices,
         timeout=600,
         check=False,
     )

@@ -7,7 +7,6 @@ against the closed form of gradient descent.
 
 import functools
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -460,15 +459,12 @@ SHARDED = textwrap.dedent("""
 """)
 
 
-def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
-    # the suite's own XLA flags (conftest.py), and four host devices
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
-    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+def test_sharded_over_four_host_devices_equals_one_device(four_host_devices):
     out = subprocess.run(
         [sys.executable, "-c", SHARDED],
         capture_output=True,
         text=True,
-        env=env,
+        env=four_host_devices,
         timeout=300,
         check=False,
     )
