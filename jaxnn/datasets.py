@@ -14,7 +14,8 @@
 
 Plus the plumbing every training run needs: :func:`train_test_split` (from a key),
 :func:`standardized` (μ, σ from the training split applied to both) and
-:func:`batch_indices` (a jit-friendly minibatch permutation from a key).
+:func:`batch_indices` (a jit-friendly minibatch partition from a key) and
+:func:`permutation` (the random permutation behind it and behind ``fit``'s shuffling).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "load",
     "mnist1d",
     "moons",
+    "permutation",
     "quadratic_bowl",
     "single_neuron",
     "single_neuron_params",
@@ -435,7 +437,49 @@ def batch_indices(key: PRNGKey, n: int, batch_size: int) -> Array:
     if batch_size > n:
         raise ValueError(f"batch_size must be at most n={n}, got batch_size={batch_size}")
     batches = n // batch_size
-    return jax.random.permutation(key, n)[: batches * batch_size].reshape(batches, batch_size)
+    return permutation(key, n)[: batches * batch_size].reshape(batches, batch_size)
+
+
+#: Above this many rows :func:`permutation` sorts (key, position) pairs as
+#: ``jax.random.permutation`` does: too few random bits would be left beside the position.
+PACKED_MAX_ROWS = 1 << 24
+
+
+def permutation(key: PRNGKey, n: int) -> Array:
+    """A uniformly random permutation of range(n), usable inside ``jit``: int32, shape (n,).
+
+    Each round draws 32 random bits per position, keeps the top m = 32 − b of them
+    (b = ⌈log₂ n⌉ bits hold a position) and writes the position into the low b bits, so
+    that sorting these distinct keys, one array with no payload, orders the positions by
+    their random bits. Rounds compose: sorting by round r's bits a sequence already sorted
+    by round r − 1's is sorting by the concatenated (r·m)-bit keys, and the result is
+    uniform unless two positions tie in all of them, which has probability at most
+    n²/2 · 2^(−rm). r = ⌈3 log₂ n / m⌉ rounds bound it by 1/(2n), the rule
+    ``jax.random.permutation`` applies to its 32-bit keys (it sorts (key, position) pairs,
+    a slower sort on a CPU). Above :data:`PACKED_MAX_ROWS` rows this calls
+    ``jax.random.permutation``.
+
+    Args:
+      key: PRNG key.
+      n: the number of positions (a static int ≥ 1).
+
+    Returns:
+      int32 array (n,), every one of 0 … n − 1 once.
+    """
+    n = _checks.positive_int("n", n)
+    if n > PACKED_MAX_ROWS:
+        return jax.random.permutation(key, n).astype(jnp.int32)
+    b = max(1, (n - 1).bit_length())  # positions 0 … n − 1 fit in b bits
+    m = 32 - b
+    rounds = max(1, math.ceil(3 * math.log2(n) / m))
+    low = jnp.uint32((1 << b) - 1)
+    position = jnp.arange(n, dtype=jnp.uint32)
+    bits = jax.random.bits(key, (rounds, n), jnp.uint32)
+    out = position
+    for r in range(rounds):
+        order = jnp.sort((bits[r] & ~low) | position) & low
+        out = out[order]
+    return out.astype(jnp.int32)
 
 
 #: The classification datasets :func:`load` knows by name.

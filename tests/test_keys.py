@@ -73,6 +73,7 @@ CALLS = {
     "datasets.load": lambda k: datasets.load("spirals", key=k, n=30).x,
     "datasets.mnist1d": lambda k: datasets.mnist1d(20, key=k).x,
     "datasets.moons": lambda k: datasets.moons(20, key=k).x,
+    "datasets.permutation": lambda k: datasets.permutation(k, 10),
     "datasets.quadratic_bowl": lambda k: datasets.quadratic_bowl([1.0, 2.0, 3.0], key=k).matrix,
     "datasets.spirals": lambda k: datasets.spirals(20, key=k).x,
     "datasets.train_test_split": lambda k: (

@@ -450,6 +450,7 @@ SHARDED = textwrap.dedent("""
     print(json.dumps({
         "devices": len(jax.devices()), "used": many.devices, "chunk": many.chunk_size,
         "diff": float(np.nanmax(np.abs(many.runs.history["loss"] - one.runs.history["loss"]))),
+        "scale": float(np.nanmax(np.abs(one.runs.history["loss"]))),
         "same_nan": bool((np.isnan(many.runs.history["loss"])
                           == np.isnan(one.runs.history["loss"])).all()),
         "diverged": many.diverged.tolist(), "diverged_one": one.diverged.tolist(),
@@ -472,7 +473,8 @@ def test_sharded_over_four_host_devices_equals_one_device(four_host_devices):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["devices"] == 4 and got["used"] == 4
     assert got["chunk"] == 12  # 10 points padded to a multiple of 4
-    assert got["diff"] < 1e-12 and got["same_nan"]
+    # float64 rounding on the scale of the largest loss (the diverging runs reach 10⁶)
+    assert got["diff"] <= 1e-12 * got["scale"] and got["same_nan"]
     assert got["diverged"] == got["diverged_one"] and any(got["diverged"])
     assert got["seeded_chunk"] == 4 and len(set(got["seeded_first"])) == 3
 

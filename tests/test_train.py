@@ -53,7 +53,7 @@ def test_fit_matches_a_step_by_step_reference(moons, params, reference_run):
     p, s, opt_state, seen = params, {}, SGD.init(params), []
     for t in range(36):  # 72 rows / 16 = 4 full batches an epoch (8 rows left out)
         epoch, pos = divmod(t, 4)
-        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), 72)
+        perm = datasets.permutation(jax.random.fold_in(shuffle_key, epoch), 72)
         idx = perm[pos * 16 : (pos + 1) * 16]
         p, s, opt_state, info = step(
             p, s, opt_state, (train_set.x[idx], train_set.y[idx]), jax.random.fold_in(step_key, t)
@@ -88,7 +88,7 @@ def test_optimisers_that_differ_only_in_numbers_share_one_compiled_program(moons
     p, s, opt_state, seen = params, {}, fast.init(params), []
     for t in range(8):
         epoch, pos = divmod(t, 4)
-        perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), 72)
+        perm = datasets.permutation(jax.random.fold_in(shuffle_key, epoch), 72)
         idx = perm[pos * 16 : (pos + 1) * 16]
         p, s, opt_state, info = step(
             p, s, opt_state, (train_set.x[idx], train_set.y[idx]), jax.random.fold_in(step_key, t)
@@ -279,7 +279,7 @@ def test_model_state_and_dropout_keys(moons):
     # the loss, while the recorded first loss is reproducible from fold_in(step_key, 0)
     _, step_key = jax.random.split(jax.random.key(13))
     shuffle_key, _ = jax.random.split(jax.random.key(13))
-    idx = jax.random.permutation(jax.random.fold_in(shuffle_key, 0), 72)[:24]
+    idx = datasets.permutation(jax.random.fold_in(shuffle_key, 0), 72)[:24]
     batch = (train_set.x[idx], train_set.y[idx])
     first, _ = obj(p, s, batch, jax.random.fold_in(step_key, 0))
     other, _ = obj(p, s, batch, jax.random.fold_in(step_key, 1))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import _checks
+from jaxnn import _checks, datasets
 from jaxnn.base import Array, Params, PRNGKey, State
 from jaxnn.train._hooks import Hook, HookHistory
 from jaxnn.train._objective import StepInfo, as_objective, build_step
@@ -108,9 +108,7 @@ def _runner(objective: Callable, update: Callable, cfg: _Config) -> Callable:
         epoch, pos = carry.step // per_epoch, carry.step % per_epoch
         perm = jax.lax.cond(
             pos == 0,
-            lambda: jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), cfg.n).astype(
-                jnp.int32
-            ),
+            lambda: datasets.permutation(jax.random.fold_in(shuffle_key, epoch), cfg.n),
             lambda: carry.perm,
         )
         idx = jax.lax.dynamic_slice_in_dim(perm, pos * cfg.batch_size, cfg.batch_size)
@@ -325,9 +323,10 @@ def fit(
         whose learning rate is recorded per step; NaN for others).
       data: a pytree of arrays with a shared leading axis of n rows, e.g. ``(x, y)``; or
         None for an objective that ignores its batch (then give ``steps``).
-      key: PRNG key; split into the shuffling key (epoch e's permutation comes from
-        ``fold_in(k, e)``) and the per-step key passed to the objective (dropout), both
-        depending only on the step number: same key, same history, bit for bit.
+      key: PRNG key; split into the shuffling key k (epoch e's permutation is
+        :func:`jaxnn.datasets.permutation` of ``fold_in(k, e)``) and the per-step key
+        passed to the objective (dropout), both depending only on the step number: same
+        key, same history, bit for bit.
       epochs, steps: the run's length; give exactly one. An epoch is ⌊n/batch_size⌋ steps.
       batch_size: minibatch size; None means full batch (plain gradient descent).
       state: initial model state (batch-norm running averages); default ``{}``.
