@@ -14,8 +14,10 @@ ReLU MLPs on 256 generated MNIST-sized examples (softmax cross-entropy, float32)
 * ``--scale``: the top 5 eigenvalues by 30 Lanczos steps at 10⁶ and 10⁷ parameters, on
   one device and, with ``--host-devices N``, with the params split over N host devices.
 
-Times are medians of ``--repeat`` interleaved rounds of warm calls (compilation excluded
-and reported apart); the exact-vs-Lanczos rows are the best of ``--repeat`` warm calls.
+Times are medians of ``--repeat`` interleaved rounds of warm calls; the first call is
+reported apart, with the part of it JAX spent compiling (:func:`jaxnn.xla.compile_seconds`;
+no persistent compilation cache); the exact-vs-Lanczos rows are the best of ``--repeat``
+warm calls.
 Run from the repository root: ``python benchmarks/spectral.py [--quick] [--exact]
 [--scale [--host-devices N]] [--json PATH]``.
 """
@@ -34,40 +36,45 @@ import numpy as np
 from jax import lax
 
 import jaxnn
-from jaxnn import hessian, losses, spectral
+from jaxnn import hessian, losses, spectral, xla
 
 MODELS = {"7e5": (784, 512, 512, 10), "1e6": (784, 1024, 256, 10)}
 SCALE = {"1e6": (784, 1024, 256, 10), "1e7": (784, 3000, 3000, 10)}
 
 
-def best(fn, repeat: int) -> tuple[float, float]:
-    """(first call seconds, best of ``repeat`` warm calls)."""
-    start = time.perf_counter()
+def first_call(fn) -> tuple[float, float]:
+    """(seconds, of which JAX compiling: :func:`jaxnn.xla.compile_seconds`) of a call."""
+    compiling, start = xla.compile_seconds(), time.perf_counter()
     fn()
-    first = time.perf_counter() - start
+    return time.perf_counter() - start, xla.compile_seconds() - compiling
+
+
+def best(fn, repeat: int) -> tuple[float, float, float]:
+    """(first call seconds, best of ``repeat`` warm calls, the first call's compile
+    seconds)."""
+    first, compiling = first_call(fn)
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return first, min(times)
+    return first, min(times), compiling
 
 
 def interleaved(fns: dict, rounds: int) -> dict:
-    """name -> (first call seconds, median of ``rounds`` warm calls), the calls of every
-    round made one after another so that a drift of the machine's speed hits all alike."""
-    first = {}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        first[name] = time.perf_counter() - start
+    """name -> (first call seconds, median of ``rounds`` warm calls, the first call's
+    compile seconds), the calls of every round made one after another so that a drift of
+    the machine's speed hits all alike."""
+    first = {name: first_call(fn) for name, fn in fns.items()}
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: (first[name], float(np.median(t))) for name, t in times.items()}
+    return {
+        name: (first[name][0], float(np.median(t)), first[name][1]) for name, t in times.items()
+    }
 
 
 def copy_bandwidth(mb: int = 512) -> float:
@@ -198,8 +205,9 @@ def exact_vs_lanczos(repeat) -> list:
         )
         rows.append({"params": size, "exact": exact, "lanczos top 5": top})
         print(
-            f"  P = {size:>6,}: exact spectrum {exact[1]:7.3f} s (first {exact[0]:.2f}), "
-            f"Lanczos top 5 {top[1]:7.3f} s (first {top[0]:.2f})"
+            f"  P = {size:>6,}: exact spectrum {exact[1]:7.3f} s (first {exact[0]:.2f}, "
+            f"compiling {exact[2]:.2f}), Lanczos top 5 {top[1]:7.3f} s (first {top[0]:.2f}, "
+            f"compiling {top[2]:.2f})"
         )
     return rows
 
@@ -226,19 +234,21 @@ def at_scale() -> dict:
                 pairs = spectral.top_eigenvalues(loss, placed, 5, key=jax.random.key(0), order=30)
                 found.append(jax.block_until_ready(pairs))
 
-            first, warm = best(top, 1)
+            first, warm, compiling = best(top, 1)
             pairs = found[-1]
             out[f"{name} on {count}"] = {
                 "params": size,
                 "devices": count,
                 "first_s": first,
                 "warm_s": warm,
+                "compile_s": compiling,
                 "values": pairs.values.tolist(),
                 "residuals": pairs.residuals.tolist(),
             }
             print(
                 f"  {'-'.join(map(str, sizes))} (P = {size:,}) on {count} device(s): top 5 by 30 "
-                f"Lanczos steps {warm:.1f} s warm, {first:.1f} s first call; "
+                f"Lanczos steps {warm:.1f} s warm, {first:.1f} s first call "
+                f"({compiling:.1f} s compiling); "
                 f"{np.round(pairs.values, 3)}"
             )
     return out
@@ -259,6 +269,7 @@ def main() -> None:
     if args.host_devices > 1:  # before JAX creates its CPU backend
         flag = f"--xla_force_host_platform_device_count={args.host_devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    xla.compile_seconds()  # counts from here
     bandwidth = copy_bandwidth()
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
@@ -277,8 +288,11 @@ def main() -> None:
             rows.setdefault(impl, {})[what] = timing
         torch_rows = rows.get("torch (PyHessian's way)")
         for impl, result in rows.items():
-            for what, (first, t) in result.items():
-                print(f"  {impl:<24} {what:<20} {t * 1e3:9.1f} ms   (first call {first:.2f} s)")
+            for what, (first, t, compiling) in result.items():
+                print(
+                    f"  {impl:<24} {what:<20} {t * 1e3:9.1f} ms   (first call {first:.2f} s, "
+                    f"compiling {compiling:.2f} s)"
+                )
         jx = rows["jaxnn"]
         reortho = jx["lanczos 30"][1] - 30 * jx["20 hvps"][1] / 20
         traffic = 2 * sum(j + 1 for j in range(30)) * size * 4  # one pass, read twice

@@ -17,6 +17,10 @@ GEMM rate NumPy reaches on this machine, measured first.
 
 Run from the repository root: ``python benchmarks/train_loop.py [--quick] [--json PATH]``.
 Rounds are interleaved and medians reported; trust the ratios more than absolute times.
+Each implementation's first call is timed apart, with the part of it JAX spent compiling
+(:func:`jaxnn.xla.compile_seconds`; no persistent compilation cache). PyTorch's OpenMP
+threads would keep spinning after its steps and slow the implementation timed next, so
+``OMP_WAIT_POLICY=PASSIVE`` is set (unless set already) before PyTorch is imported.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnn
-from jaxnn import datasets, losses, optimizers, train
+from jaxnn import datasets, losses, optimizers, train, xla
 
 LR, MU = 0.01, 0.9
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when PyTorch starts OpenMP
 
 
 def gemm_rate(n: int = 1024, repeats: int = 7) -> float:
@@ -188,17 +193,21 @@ def bench_torch(x, y, sizes, batch, lr=LR):
     return run
 
 
-def measure(runs: dict, steps: int, rounds: int) -> dict:
-    """Median seconds per step of each implementation, rounds interleaved."""
-    for run in runs.values():
-        run(steps)  # warm-up: compile, caches
+def measure(runs: dict, steps: int, rounds: int) -> tuple[dict, dict]:
+    """Median seconds per step of each implementation, rounds interleaved; and each one's
+    first call: ``{name: (seconds, compile seconds)}``."""
+    first = {}
+    for name, run in runs.items():  # warm-up: compile, caches
+        compiling, start = xla.compile_seconds(), time.perf_counter()
+        run(steps)
+        first[name] = (time.perf_counter() - start, xla.compile_seconds() - compiling)
     times = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             start = time.perf_counter()
             run(steps)
             times[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in times.items()}, first
 
 
 def main() -> None:
@@ -216,6 +225,7 @@ def main() -> None:
             "PyTorch is not importable: the torch column is left out "
             "(pip install torch to include it)"
         )
+    xla.compile_seconds()  # counts from here
     rate = gemm_rate()
     print(
         f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; "
@@ -236,14 +246,21 @@ def main() -> None:
         }
         if have_torch:
             runs["torch"] = bench_torch(x, y, sizes, batch)
-        per_step = measure(runs, steps, rounds)
+        per_step, first = measure(runs, steps, rounds)
         print(
             f"{name}: {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params, "
             f"{steps} steps; floor {floor * 1e3:.3f} ms/step"
         )
-        print(f"  {'implementation':<16}{'steps/s':>10}{'x floor':>10}{'fit speed-up':>14}")
+        print(
+            f"  {'implementation':<16}{'steps/s':>10}{'x floor':>10}{'fit speed-up':>14}"
+            f"{'first call s':>14}{'compile s':>11}"
+        )
         for impl, t in per_step.items():
-            print(f"  {impl:<16}{1 / t:>10.0f}{t / floor:>10.2f}{t / per_step['fit']:>13.2f}x")
+            seconds, compiling = first[impl]
+            print(
+                f"  {impl:<16}{1 / t:>10.0f}{t / floor:>10.2f}{t / per_step['fit']:>13.2f}x"
+                f"{seconds:>14.2f}{compiling:>11.2f}"
+            )
         report["models"][name] = {
             "sizes": sizes,
             "batch": batch,
@@ -251,6 +268,8 @@ def main() -> None:
             "steps": steps,
             "floor_s": floor,
             "seconds_per_step": per_step,
+            "first_call_seconds": {impl: s for impl, (s, _) in first.items()},
+            "compile_seconds": {impl: c for impl, (_, c) in first.items()},
         }
         print()
     if args.json:

@@ -72,6 +72,7 @@ class _Config(NamedTuple):
     blowup: float
     eval_every: int
     hooks: tuple  # ((name, Hook), ...)
+    ragged: bool  # whether a call's chunk can run past the stop step (its tail then idles)
 
 
 class _Carry(NamedTuple):
@@ -144,7 +145,7 @@ def _runner(objective: Callable, update: Callable, cfg: _Config) -> Callable:
 
     def body(carry, _, data, eval_data, shuffle_key, step_key, stop):
         t = carry.step
-        active = t < stop
+        active = t < stop if cfg.ragged else True
         hook_states, hook_records = [], []
         for (_, hook), hs in zip(cfg.hooks, carry.hook_states):
             args = (carry.params, carry.state, t) + (
@@ -167,13 +168,16 @@ def _runner(objective: Callable, update: Callable, cfg: _Config) -> Callable:
                 lambda: blank(shapes),
             )
         carry = carry._replace(hook_states=tuple(hook_states))
-        nan = jnp.asarray(jnp.nan, float_dtype)
-        carry, record = jax.lax.cond(
-            active,
-            lambda c: train_step(c, data, shuffle_key, step_key),
-            lambda c: (c, StepInfo(nan, nan, nan)),
-            carry,
-        )
+        if cfg.ragged:
+            nan = jnp.asarray(jnp.nan, float_dtype)
+            carry, record = jax.lax.cond(
+                active,
+                lambda c: train_step(c, data, shuffle_key, step_key),
+                lambda c: (c, StepInfo(nan, nan, nan)),
+                carry,
+            )
+        else:  # every step of every call is taken: no branch around the step
+            carry, record = train_step(carry, data, shuffle_key, step_key)
         return carry._replace(step=jnp.where(active, t + 1, t)), (
             record,
             evals,
@@ -378,7 +382,7 @@ def fit(
         chunk_steps or checkpoint_every or (max(1, math.ceil(total / 50)) if progress else total)
     )
     chunk = _checks.positive_int("chunk_steps", chunk)
-    cfg = _Config(n, bs, shuffle, chunk, float(blowup), eval_every, hooks)
+    cfg = _Config(n, bs, shuffle, chunk, float(blowup), eval_every, hooks, ragged=True)
     run = _runner(objective, optimizer.update, cfg)
     shuffle_key, step_key = jax.random.split(key)
     float_dtype = jnp.result_type(float)
@@ -399,6 +403,9 @@ def fit(
         ys_shape = jax.eval_shape(run, carry, *args, jnp.int32(stop))[1]
         carry, prefix, start = restore(checkpoint, carry, ys_shape, total, key)
         chunks.append(prefix)
+    if (stop - start) % chunk == 0:  # the calls end at the stop step exactly
+        cfg = cfg._replace(ragged=False)
+        run = _runner(objective, optimizer.update, cfg)
     bar = None
     if progress:
         from tqdm.auto import tqdm
