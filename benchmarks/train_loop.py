@@ -87,11 +87,17 @@ def permutations(n, batch, steps, seed=0):
 # ---- the implementations: each returns a function run(steps) that trains and blocks ----
 
 
-def bench_fit(x, y, sizes, batch):
+def jax_setup():
+    """The objective (ReLU MLP, softmax cross-entropy) and optimiser every JAX
+    implementation uses."""
     objective = train.objective(
         functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
     )
-    optimizer = optimizers.momentum(LR, MU)
+    return objective, optimizers.momentum(LR, MU)
+
+
+def bench_fit(x, y, sizes, batch):
+    objective, optimizer = jax_setup()
     params = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
     data = (jnp.asarray(x), jnp.asarray(y))
 
@@ -112,10 +118,7 @@ def bench_fit(x, y, sizes, batch):
 
 
 def bench_jit_loop(x, y, sizes, batch):
-    objective = train.objective(
-        functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
-    )
-    optimizer = optimizers.momentum(LR, MU)
+    objective, optimizer = jax_setup()
     step = jax.jit(train.make_step(objective, optimizer))
     params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
     key = jax.random.key(2)
@@ -130,10 +133,7 @@ def bench_jit_loop(x, y, sizes, batch):
 
 
 def bench_step_scan(x, y, sizes, batch):
-    objective = train.objective(
-        functools.partial(jaxnn.forward, activation="relu"), losses.softmax_cross_entropy
-    )
-    optimizer = optimizers.momentum(LR, MU)
+    objective, optimizer = jax_setup()
     step = train.make_step(objective, optimizer)
     params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
     key, xs, ys = jax.random.key(2), jnp.asarray(x), jnp.asarray(y)
