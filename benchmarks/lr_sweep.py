@@ -141,7 +141,18 @@ def run_benchmark(args) -> dict:
         comp = f"{comp:9.2f}" if comp is not None else f"{'':>9}"
         print(f"  {name:<22}{t:9.2f}{t / floor:9.2f}{med['loop of fit'] / t:8.2f}x{comp}")
     print(f"\n(loop of fit: the first pass, compile included, took {loop_first:.2f} s)")
+    widest = f"sweep, {len(devices)} device{'s' if len(devices) > 1 else ''}"
+    goal = None
+    if widest in med and devices[0].platform == "cpu":
+        speedup, of_floor = med["loop of fit"] / med[widest], med[widest] / floor
+        goal = {"sweep": widest, "vs_loop": speedup, "x_floor": of_floor}
+        goal["met"] = speedup >= 3.0 and of_floor <= 1.5
+        print(
+            f"goal, on a CPU the sweep at least 3x the loop and at most 1.5x the floor: "
+            f"{speedup:.2f}x and {of_floor:.2f}x  {'met' if goal['met'] else 'NOT met'}"
+        )
     return {
+        "goal": goal,
         "gemm_gflops": rate,
         "runs": runs,
         "steps": steps,
