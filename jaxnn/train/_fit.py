@@ -383,7 +383,6 @@ def fit(
     )
     chunk = _checks.positive_int("chunk_steps", chunk)
     cfg = _Config(n, bs, shuffle, chunk, float(blowup), eval_every, hooks, ragged=True)
-    run = _runner(objective, optimizer.update, cfg)
     shuffle_key, step_key = jax.random.split(key)
     float_dtype = jnp.result_type(float)
     state = {} if state is None else state
@@ -400,12 +399,13 @@ def fit(
     args = (data, eval_data, shuffle_key, step_key)
     start, chunks = 0, []
     if checkpoint is not None and resume and Path(checkpoint).exists():
+        run = _runner(objective, optimizer.update, cfg)  # either variant: the same shapes
         ys_shape = jax.eval_shape(run, carry, *args, jnp.int32(stop))[1]
         carry, prefix, start = restore(checkpoint, carry, ys_shape, total, key)
         chunks.append(prefix)
-    if (stop - start) % chunk == 0:  # the calls end at the stop step exactly
-        cfg = cfg._replace(ragged=False)
-        run = _runner(objective, optimizer.update, cfg)
+    # the calls end at the stop step exactly unless the last one runs past it
+    cfg = cfg._replace(ragged=(stop - start) % chunk != 0)
+    run = _runner(objective, optimizer.update, cfg)
     bar = None
     if progress:
         from tqdm.auto import tqdm
