@@ -34,19 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from train_loop import first_call
 
 import jaxnn
 from jaxnn import hessian, losses, spectral, xla
 
 MODELS = {"7e5": (784, 512, 512, 10), "1e6": (784, 1024, 256, 10)}
 SCALE = {"1e6": (784, 1024, 256, 10), "1e7": (784, 3000, 3000, 10)}
-
-
-def first_call(fn) -> tuple[float, float]:
-    """(seconds, of which JAX compiling: :func:`jaxnn.xla.compile_seconds`) of a call."""
-    compiling, start = xla.compile_seconds(), time.perf_counter()
-    fn()
-    return time.perf_counter() - start, xla.compile_seconds() - compiling
 
 
 def best(fn, repeat: int) -> tuple[float, float, float]:

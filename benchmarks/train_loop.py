@@ -172,7 +172,8 @@ def goals(report: dict) -> list[dict]:
         row = report["models"][model]
         t = row["seconds_per_step"][impl]
         if reference == "floor":
-            ratio, met = t / row["floor_s"], t / row["floor_s"] <= bound
+            ratio = t / row["floor_s"]
+            met = ratio <= bound
         elif reference in row["seconds_per_step"]:
             ratio = row["seconds_per_step"][reference] / t
             met = ratio >= bound
@@ -275,14 +276,17 @@ def bench_torch(x, y, sizes, batch, lr=LR):
     return run
 
 
+def first_call(fn, *args) -> tuple[float, float]:
+    """(seconds, of which JAX compiling: :func:`jaxnn.xla.compile_seconds`) of a call."""
+    compiling, start = xla.compile_seconds(), time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start, xla.compile_seconds() - compiling
+
+
 def measure(runs: dict, steps: int, rounds: int) -> tuple[dict, dict]:
     """Median seconds per step of each implementation, rounds interleaved; and each one's
     first call: ``{name: (seconds, compile seconds)}``."""
-    first = {}
-    for name, run in runs.items():  # warm-up: compile, caches
-        compiling, start = xla.compile_seconds(), time.perf_counter()
-        run(steps)
-        first[name] = (time.perf_counter() - start, xla.compile_seconds() - compiling)
+    first = {name: first_call(run, steps) for name, run in runs.items()}  # compile, caches
     times = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
