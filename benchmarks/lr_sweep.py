@@ -11,11 +11,14 @@ every run from the same init with the same minibatch order:
 * ``sweep, D devices``: the same sharded over D devices (on a CPU: the host split into
   XLA devices by :func:`jaxnn.sweep.use_cpu_devices`, called before anything else, by
   default 8 per core; the sweep is also timed on as many devices as cores);
-* ``torch``: 64 PyTorch eager runs in a loop (with ``--torch``, when importable).
+* ``torch``: 64 PyTorch eager runs in a loop (with ``--torch``, when importable; on the
+  GPU when JAX runs on one).
 
 The floor is the float32 matrix-multiply bound: 6 × params × batch × steps × runs FLOPs at
-the GEMM rate NumPy reaches on this machine. Rounds are interleaved; medians reported.
-The sweeps' compile time is reported apart from their run time.
+the GEMM rate measured first (``train_loop.gemm_rate``: NumPy's on a CPU, JAX's on an
+accelerator). Rounds are interleaved; medians reported. The sweeps' compile time is
+reported apart from their run time. The goal: on a CPU, the widest sweep at least 3× the
+loop and at most 1.5× the floor; on an accelerator at least 10× the loop.
 
 Run from the repository root: ``python benchmarks/lr_sweep.py [--quick] [--torch]
 [--devices N] [--json PATH]``.
@@ -55,7 +58,7 @@ def main() -> None:
 
 def run_benchmark(args) -> dict:
     import jax.numpy as jnp
-    from train_loop import MU, bench_torch, gemm_rate, make_data
+    from train_loop import MU, bench_torch, gemm_rate, gemm_what, make_data
 
     import jaxnn
     from jaxnn import losses, optimizers, train
@@ -89,8 +92,9 @@ def run_benchmark(args) -> dict:
     floor = 6 * params * batch * steps * runs / (rate * 1e9)
     devices = jax.devices()
     print(
-        f"float32 GEMM rate (NumPy, 1024^3): {rate:.1f} GFLOP/s; jax {jax.__version__} on "
-        f"{devices[0].platform}: {len(devices)} device(s), {os.cpu_count()} CPUs"
+        f"float32 GEMM rate ({gemm_what()}): {rate:.1f} GFLOP/s; jax {jax.__version__} on "
+        f"{devices[0].platform} ({devices[0].device_kind}): {len(devices)} device(s), "
+        f"{os.cpu_count()} CPUs"
     )
     print(
         f"digits {'-'.join(map(str, sizes))}, batch {batch}, {params:,} params: {runs} "
@@ -143,14 +147,17 @@ def run_benchmark(args) -> dict:
     print(f"\n(loop of fit: the first pass, compile included, took {loop_first:.2f} s)")
     widest = f"sweep, {len(devices)} device{'s' if len(devices) > 1 else ''}"
     goal = None
-    if widest in med and devices[0].platform == "cpu":
+    if widest in med:
         speedup, of_floor = med["loop of fit"] / med[widest], med[widest] / floor
         goal = {"sweep": widest, "vs_loop": speedup, "x_floor": of_floor}
-        goal["met"] = speedup >= 3.0 and of_floor <= 1.5
-        print(
-            f"goal, on a CPU the sweep at least 3x the loop and at most 1.5x the floor: "
-            f"{speedup:.2f}x and {of_floor:.2f}x  {'met' if goal['met'] else 'NOT met'}"
-        )
+        if devices[0].platform == "cpu":
+            goal["met"] = speedup >= 3.0 and of_floor <= 1.5
+            what = "on a CPU the sweep at least 3x the loop and at most 1.5x the floor"
+            got = f"{speedup:.2f}x and {of_floor:.2f}x"
+        else:
+            goal["met"] = speedup >= 10.0
+            what, got = "on an accelerator the sweep at least 10x the loop", f"{speedup:.2f}x"
+        print(f"goal, {what}: {got}  {'met' if goal['met'] else 'NOT met'}")
     return {
         "goal": goal,
         "gemm_gflops": rate,
@@ -162,6 +169,9 @@ def run_benchmark(args) -> dict:
         "floor_s": floor,
         "devices": len(devices),
         "platform": devices[0].platform,
+        "device": devices[0].device_kind,
+        "jax": jax.__version__,
+        "gemm": gemm_what(),
         "seconds": med,
         "compile_seconds": compile_seconds,
         "rounds": rounds,

@@ -5,7 +5,8 @@ ReLU MLPs on 256 generated MNIST-sized examples (softmax cross-entropy, float32)
 * one HVP; 20 HVPs alone (a jitted loop); power iteration, 20 iterations; Lanczos, 30
   steps with full reorthogonalisation — in jaxnn, in matfree (``tridiag_sym``, when
   importable) and in PyTorch written as PyHessian does (double-backward HVP,
-  ``torch.autograd.grad(g·v)``; Gram-Schmidt against every earlier vector);
+  ``torch.autograd.grad(g·v)``; Gram-Schmidt against every earlier vector; on the GPU
+  when JAX runs on one);
 * the reorthogonalisation's share of Lanczos (its time less 30 HVPs) beside the time the
   memory traffic it needs takes at the machine's copy bandwidth, measured first: one
   Gram-Schmidt pass at step j reads the j + 1 basis vectors twice;
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from train_loop import first_call
+from train_loop import first_call, on_accelerator
 
 import jaxnn
 from jaxnn import hessian, losses, spectral, xla
@@ -72,18 +73,20 @@ def interleaved(fns: dict, rounds: int) -> dict:
 
 
 def copy_bandwidth(mb: int = 512) -> float:
-    """GB/s of the faster of a NumPy and a jitted copy of ``mb`` MB (read + write counted)."""
+    """GB/s of the faster of a NumPy and a jitted copy of ``mb`` MB (read + write counted),
+    over 5 copies (50 on an accelerator, where one takes a fraction of a millisecond)."""
     a = np.ones(mb * 2**20 // 4, np.float32)
     b = np.empty_like(a)
     x = jnp.asarray(a)
     copy = jax.jit(lambda v: v + 0.0)
+    repeats = 50 if on_accelerator() else 5
     rates = []
     for run in (lambda: np.copyto(b, a), lambda: copy(x).block_until_ready()):
         run()
         start = time.perf_counter()
-        for _ in range(5):
+        for _ in range(repeats):
             run()
-        rates.append(2 * a.nbytes * 5 / (time.perf_counter() - start) / 1e9)
+        rates.append(2 * a.nbytes * repeats / (time.perf_counter() - start) / 1e9)
     return max(rates)
 
 
@@ -136,12 +139,13 @@ def bench_torch(sizes) -> dict | None:
         import torch
     except ImportError:
         return None
-    from train_loop import torch_mlp
+    from train_loop import torch_device, torch_mlp, torch_sync
 
     _, _, (x, y) = problem(sizes)
     net = torch_mlp(sizes, seed=0)
     params = list(net.parameters())
-    xt, yt = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
+    xt = torch.from_numpy(np.array(x)).to(torch_device())
+    yt = torch.from_numpy(y.astype(np.int64)).to(torch_device())
     loss = torch.nn.functional.cross_entropy(net(xt), yt)
     grads = torch.autograd.grad(loss, params, create_graph=True)
 
@@ -183,7 +187,7 @@ def bench_torch(sizes) -> dict | None:
         return alpha
 
     v = [torch.ones_like(p) for p in params]
-    return {"hvp": lambda: hvp(v), "power 20": power, "lanczos 30": lanczos}
+    return {"hvp": lambda: (hvp(v), torch_sync()), "power 20": power, "lanczos 30": lanczos}
 
 
 def exact_vs_lanczos(repeat) -> list:
@@ -269,7 +273,12 @@ def main() -> None:
         f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; "
         f"copy bandwidth {bandwidth:.1f} GB/s\n"
     )
-    report = {"bandwidth_gbs": bandwidth, "models": {}}
+    report = {
+        "bandwidth_gbs": bandwidth,
+        "jax": jax.__version__,
+        "device": jax.devices()[0].device_kind,
+        "models": {},
+    }
     for name, sizes in list(MODELS.items())[: 1 if args.quick else None]:
         size = sum(m * n + n for m, n in itertools.pairwise(sizes))
         print(f"{'-'.join(map(str, sizes))}, batch 256, P = {size:,}")
