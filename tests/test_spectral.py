@@ -1,5 +1,6 @@
 """jaxnn.spectral against the exact Hessian (float64): HVPs, power iteration, Lanczos,
-Hutchinson's trace, stochastic Lanczos quadrature, blocks, Gauss-Newton, batches, hooks."""
+Hutchinson's trace, stochastic Lanczos quadrature, blocks, Gauss-Newton, batches, hooks; every
+product at full float32 precision."""
 
 import jax
 import jax.numpy as jnp
@@ -378,3 +379,112 @@ def test_subspace_overlap_and_directional_curvature_against_the_dense_hessian(ml
     np.testing.assert_allclose(first, w @ h @ w / (w @ w), rtol=1e-10)
     with pytest.raises(ValueError, match="every vector must have the 74 entries"):
         spectral.subspace_overlap([jnp.ones(3)], unravel(jnp.asarray(v)))
+
+
+# ---- full precision: no TF32 or bfloat16 passes in any product (GPU/TPU) ----
+
+SIZES32 = (3, 5, 4)  # P = 44: shapes no other test compiles, so every program is lowered anew
+X32 = np.random.default_rng(5).standard_normal((9, 3)).astype(np.float32)
+Y32 = np.arange(9) % 4
+KEY = jax.random.key(0)
+
+
+def _vectors(params, k, seed):
+    size = jax.flatten_util.ravel_pytree(params)[0].size
+    return jnp.asarray(np.random.default_rng(seed).standard_normal((k, size)), jnp.float32)
+
+
+def _product(curvature, params):
+    """A curvature's product inside a new jitted program (so that it is lowered here)."""
+    return jax.jit(curvature.matvec)(params, params)
+
+
+def _hook(hook, params):
+    """A hook's update once, jitted as fit would run it."""
+    update = hook.update if not hook.with_opt_state else (
+        lambda h, p, s, t: hook.update(h, p, s, t, None)
+    )  # fmt: skip
+    return jax.jit(update)(hook.init(params), params, None, 0)
+
+
+def _model(q, x=X32):
+    return jaxnn.forward(q, x)
+
+
+#: each call(objective, loss, params) runs one tool on a float32 MLP
+FULL_PRECISION_CALLS = {
+    "hvp": lambda obj, loss, p: spectral.hvp(loss, p, p),
+    "power_iteration": lambda obj, loss, p: spectral.power_iteration(loss, p, key=KEY, max_iter=3),
+    "lambda_max_min": lambda obj, loss, p: spectral.lambda_max_min(loss, p, key=KEY, max_iter=3),
+    "lanczos": lambda obj, loss, p: spectral.lanczos(loss, p, 6, key=KEY),
+    "top_eigenvalues": lambda obj, loss, p: spectral.top_eigenvalues(loss, p, 2, key=KEY, tol=1e-3),
+    "bottom_eigenvalues": lambda obj, loss, p: spectral.bottom_eigenvalues(loss, p, 2, key=KEY),
+    "hutchinson_trace": lambda obj, loss, p: spectral.hutchinson_trace(loss, p, key=KEY, probes=3),
+    "hutchpp_trace": lambda obj, loss, p: spectral.hutchpp_trace(loss, p, key=KEY, matvecs=9),
+    "hessian_diagonal": lambda obj, loss, p: spectral.hessian_diagonal(loss, p, key=KEY, probes=3),
+    "spectral_density": lambda obj, loss, p: spectral.spectral_density(
+        loss, p, key=KEY, order=5, probes=2
+    ),
+    "gauss_newton": lambda obj, loss, p: _product(
+        spectral.gauss_newton(_model, lambda f: losses.softmax_cross_entropy(f, Y32)), p
+    ),
+    "fisher": lambda obj, loss, p: _product(spectral.fisher(_model, (X32, Y32)), p),
+    "empirical_fisher": lambda obj, loss, p: _product(
+        spectral.empirical_fisher(_model, losses.softmax_cross_entropy, (X32, Y32)), p
+    ),
+    "dataset hessian": lambda obj, loss, p: _product(
+        spectral.hessian_curvature(
+            lambda q, b: losses.softmax_cross_entropy(_model(q, b[0]), b[1]),
+            (X32, Y32),
+            batch_size=4,
+        ),
+        p,
+    ),
+    "preconditioned": lambda obj, loss, p: _product(
+        spectral.preconditioned(loss, jax.tree.map(jnp.ones_like, p)), p
+    ),
+    "directional_curvature": lambda obj, loss, p: spectral.directional_curvature(loss, p, p),
+    "subspace_overlap": lambda obj, loss, p: spectral.subspace_overlap(
+        _vectors(p, 2, 0), _vectors(p, 1, 1)[0]
+    ),
+    "principal_angles": lambda obj, loss, p: spectral.principal_angles(
+        list(_vectors(p, 3, 0)), list(_vectors(p, 3, 1))
+    ),
+    "sharpness_hook": lambda obj, loss, p: _hook(
+        spectral.sharpness_hook(obj, (X32, Y32), iters=3, key=KEY), p
+    ),
+    "eigen_tracking_hook": lambda obj, loss, p: _hook(
+        spectral.eigen_tracking_hook(obj, (X32, Y32), k=2, iters=3, key=KEY), p
+    ),
+    "alignment_hook": lambda obj, loss, p: _hook(
+        spectral.alignment_hook(obj, (X32, Y32), k=2, iters=3, key=KEY), p
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FULL_PRECISION_CALLS)
+def test_every_matrix_product_runs_at_full_precision(name, tmp_path):
+    """At JAX's default precision a float32 product rounds its operands to TF32 on recent
+    NVIDIA GPUs (bfloat16 on TPUs), a relative error near 1e-3 that no tolerance can get
+    below. On the CPU the rounding cannot be seen, but the precision each product is
+    compiled with can: every dot_general of every program a tool lowers must say HIGHEST."""
+
+    def objective(p, state, batch, key):  # a new function: no compiled program is reused
+        return losses.softmax_cross_entropy(_model(p, batch[0]), batch[1]), state
+
+    params = jaxnn.init_mlp(jax.random.key(1), SIZES32, dtype=jnp.float32)
+    jax.config.update("jax_dump_ir_to", str(tmp_path))
+    try:
+        loss = lambda p: objective(p, None, (X32, Y32), None)[0]
+        jax.block_until_ready(FULL_PRECISION_CALLS[name](objective, loss, params))
+    finally:
+        jax.config.update("jax_dump_ir_to", "")
+    lines = [
+        line
+        for path in tmp_path.glob("*.mlir")
+        for line in path.read_text().splitlines()
+        if "stablehlo.dot_general" in line
+    ]
+    assert lines, f"{name} lowered no matrix product"
+    default = [line.strip() for line in lines if "precision = [HIGHEST, HIGHEST]" not in line]
+    assert not default, f"{name}: {len(default)} of {len(lines)} products at default: {default[0]}"

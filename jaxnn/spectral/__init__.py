@@ -21,7 +21,10 @@ Every tool takes ``loss_fn`` — a function ``loss_fn(params) -> scalar`` (its H
 a :class:`Curvature` — and ``params``. ``mask`` (a pytree of bools shaped like params, or
 a function ``path -> bool`` of the :func:`jax.tree_util.keystr` of each leaf) restricts
 any of them to a block: A_BB, e.g. one layer's λmax or trace. Random probes and starting
-vectors come from an explicit ``key``.
+vectors come from an explicit ``key``. Every matrix product inside, the curvature's and
+the solver's own, runs at full float32 precision on GPUs and TPUs too
+(:func:`jaxnn.curvature.full_precision`), so a float32 residual tolerance such as
+``tol=1e-5`` can be met there.
 
 * :func:`power_iteration` — the eigenvalue of largest |λ|; :func:`lambda_max_min` gives
   λmax and λmin separately, by shifting with a bound on |λ|.

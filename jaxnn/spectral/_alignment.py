@@ -28,7 +28,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxnn.base import Array, Params
-from jaxnn.curvature import Curvature
+from jaxnn.curvature import Curvature, full_precision
 from jaxnn.spectral import _common as common
 from jaxnn.spectral._eigen import Eigenpairs
 
@@ -70,6 +70,7 @@ def _basis(vectors: Any, like: Tree) -> Array:
     return jnp.stack(columns, axis=1)
 
 
+@full_precision
 def subspace_overlap(vectors: Any, v: Tree) -> Array:
     """‖Π_U v‖² / ‖v‖²: the fraction of v's squared length in the span U of ``vectors``.
 
@@ -97,6 +98,7 @@ def subspace_overlap(vectors: Any, v: Tree) -> Array:
     return jnp.vdot(inside, inside) / jnp.vdot(flat, flat)
 
 
+@full_precision
 def directional_curvature(
     loss_fn: Callable[[Params], Array] | Curvature, params: Params, v: Tree, *, mask: Any = None
 ) -> Array:
@@ -122,6 +124,7 @@ def directional_curvature(
     return jnp.asarray(optax.tree.vdot(v, op(v)) / optax.tree.vdot(v, v))
 
 
+@full_precision
 def principal_angles(u: Any, v: Any) -> Array:
     """cos θᵢ of the principal angles between span(U) and span(V), largest first.
 

@@ -14,7 +14,7 @@ from jax import lax
 
 from jaxnn import _checks
 from jaxnn.base import Array, Params, PRNGKey
-from jaxnn.curvature import Curvature
+from jaxnn.curvature import Curvature, full_precision
 from jaxnn.spectral import _common as common
 from jaxnn.spectral._restart import restarted_jit
 
@@ -83,6 +83,7 @@ def power(op: Callable, v: Tree, shift: Any, tol: Any, max_iter: int) -> PowerRe
     return PowerResult(jnp.asarray(lam if shift is None else lam - shift), u, i, done)
 
 
+@full_precision
 def power_iteration(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -138,6 +139,7 @@ class Extremes(NamedTuple):
     iterations: tuple
 
 
+@full_precision
 def lambda_max_min(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -289,6 +291,7 @@ def lanczos_jit(matvec, params, block, start, key, k, rademacher=False):
     )
 
 
+@full_precision
 def lanczos(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -420,6 +423,7 @@ def _extreme(loss_fn, params, k, key, order, mask, top, tol, max_matvecs, v0) ->
     )
 
 
+@full_precision
 def top_eigenvalues(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -454,6 +458,7 @@ def top_eigenvalues(
     return _extreme(loss_fn, params, k, key, order, mask, True, tol, max_matvecs, v0)
 
 
+@full_precision
 def bottom_eigenvalues(
     loss_fn: Callable | Curvature,
     params: Params,

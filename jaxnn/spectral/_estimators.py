@@ -17,7 +17,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnn import _checks
 from jaxnn.base import Params, PRNGKey
-from jaxnn.curvature import Curvature
+from jaxnn.curvature import Curvature, full_precision
 from jaxnn.spectral import _common as common
 from jaxnn.spectral._eigen import lanczos_jit, tridiagonal
 
@@ -45,6 +45,7 @@ class TraceEstimate(NamedTuple):
     samples: Any
 
 
+@full_precision
 def hutchinson_trace(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -79,6 +80,7 @@ def _probe_quadratics(matvec, params, block, keys):
     return lax.map(one, keys)
 
 
+@full_precision
 def hutchpp_trace(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -148,6 +150,7 @@ class DiagonalEstimate(NamedTuple):
     stderr: Tree
 
 
+@full_precision
 def hessian_diagonal(
     loss_fn: Callable | Curvature,
     params: Params,
@@ -208,6 +211,7 @@ class Density(NamedTuple):
     mean_stderr: float
 
 
+@full_precision
 def spectral_density(
     loss_fn: Callable | Curvature,
     params: Params,

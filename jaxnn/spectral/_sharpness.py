@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxnn import _checks, curvature, optimizers, rates
 from jaxnn.base import PRNGKey
-from jaxnn.curvature import hvp
+from jaxnn.curvature import full_precision, hvp
 from jaxnn.spectral import _common as common
 from jaxnn.spectral._eigen import power
 from jaxnn.train import Hook
@@ -92,5 +92,5 @@ def sharpness_hook(
         ), record
 
     if preconditioned:
-        return Hook(init, update_preconditioned, every, with_opt_state=True)
-    return Hook(init, update, every)
+        return Hook(init, full_precision(update_preconditioned), every, with_opt_state=True)
+    return Hook(init, full_precision(update), every)

@@ -38,7 +38,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnn import _checks
 from jaxnn.base import Array, Params, PRNGKey
-from jaxnn.curvature import hvp
+from jaxnn.curvature import full_precision, hvp
 from jaxnn.spectral import _common as common
 from jaxnn.train import Hook
 
@@ -202,7 +202,7 @@ def eigen_tracking_hook(
         }
         return found.vectors, record
 
-    return Hook(init, update, every)
+    return Hook(init, full_precision(update), every)
 
 
 def alignment_hook(
@@ -257,5 +257,5 @@ def alignment_hook(
         return found.vectors, record
 
     if optimizer is None:
-        return Hook(init, lambda x, p, s, t: measure(x, p, s, t, None), every)
-    return Hook(init, measure, every, with_opt_state=True)
+        return Hook(init, full_precision(lambda x, p, s, t: measure(x, p, s, t, None)), every)
+    return Hook(init, full_precision(measure), every, with_opt_state=True)
