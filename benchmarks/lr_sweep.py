@@ -20,8 +20,21 @@ accelerator). Rounds are interleaved; medians reported. The sweeps' compile time
 reported apart from their run time. The goal: on a CPU, the widest sweep at least 3× the
 loop and at most 1.5× the floor; on an accelerator at least 10× the loop.
 
+``--profile`` adds rows that show where the widest sweep's time goes, each on all the
+devices with the runs sharded as the sweep shards them:
+
+* ``step alone in a scan``: the training step vmapped over the rates in a jitted
+  ``lax.scan`` over fixed minibatch indices: the sweep without ``fit``'s divergence
+  guard, shuffling and records;
+* ``products alone``: only the step's matrix products (forward, weight gradients,
+  backpropagated errors), each run's weights nudged by its gradient so that no product
+  is loop-invariant: what the floor counts, at the rate XLA reaches for them;
+* ``mesh R runs x 2 data``: the sweep on a 2-D mesh whose second axis splits the dataset
+  (:func:`jaxnn.sharding.shard_batch`, the last of the 1,797 rows dropped), so that each
+  run's minibatch is gathered and computed on two devices.
+
 Run from the repository root: ``python benchmarks/lr_sweep.py [--quick] [--torch]
-[--devices N] [--json PATH]``.
+[--profile] [--devices N] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -43,6 +56,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="16 rates × 100 steps, 2 rounds")
     parser.add_argument("--torch", action="store_true", help="add 64 PyTorch eager runs")
+    parser.add_argument(
+        "--profile", action="store_true", help="add rows that show where the sweep's time goes"
+    )
     parser.add_argument(
         "--devices", type=int, default=None, help="XLA:CPU devices (default: 8 per core)"
     )
@@ -120,6 +136,8 @@ def run_benchmark(args) -> dict:
     for d in sorted({1, min(cores, len(devices)), len(devices)}):
         name = f"sweep, {d} device{'s' if d > 1 else ''}"
         impls[name] = sweeper(name, devices[:d])
+    if args.profile:
+        impls.update(profile_rows(objective, params0, data, lrs, steps, batch, devices))
     if args.torch:
         try:
             torch_runs = [bench_torch(x, y, sizes, batch, lr=float(lr)) for lr in lrs]
@@ -139,11 +157,12 @@ def run_benchmark(args) -> dict:
             impl()
             times[name].append(time.perf_counter() - start)
     med = {name: statistics.median(t) for name, t in times.items()}
-    print(f"  {'implementation':<22}{'seconds':>9}{'x floor':>9}{'vs loop':>9}{'compile':>9}")
+    width = max(len(name) for name in med) + 2
+    print(f"  {'implementation':<{width}}{'seconds':>9}{'x floor':>9}{'vs loop':>9}{'compile':>9}")
     for name, t in med.items():
         comp = compile_seconds.get(name)
         comp = f"{comp:9.2f}" if comp is not None else f"{'':>9}"
-        print(f"  {name:<22}{t:9.2f}{t / floor:9.2f}{med['loop of fit'] / t:8.2f}x{comp}")
+        print(f"  {name:<{width}}{t:9.2f}{t / floor:9.2f}{med['loop of fit'] / t:8.2f}x{comp}")
     print(f"\n(loop of fit: the first pass, compile included, took {loop_first:.2f} s)")
     widest = f"sweep, {len(devices)} device{'s' if len(devices) > 1 else ''}"
     goal = None
@@ -177,6 +196,75 @@ def run_benchmark(args) -> dict:
         "rounds": rounds,
         "all_seconds": times,
     }
+
+
+def profile_rows(objective, params0, data, lrs, steps, batch, devices) -> dict:
+    """The ``--profile`` rows (module doc): name -> a function that runs and blocks."""
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+    from train_loop import MU, permutations
+
+    from jaxnn import optimizers, sharding, train
+
+    x, y = data
+    mesh = Mesh(np.array(devices), ("runs",))
+    by_run = NamedSharding(mesh, P("runs"))
+    indices = jnp.asarray(np.stack(permutations(len(x), batch, steps)))
+    key = jax.random.key(2)
+
+    def bare(lr):
+        optimizer = optimizers.momentum(lr, MU)
+        step = train.make_step(objective, optimizer)
+
+        def body(carry, idx):
+            params, state, opt_state, info = step(*carry, (x[idx], y[idx]), key)
+            return (params, state, opt_state), info.loss
+
+        return jax.lax.scan(body, (params0, {}, optimizer.init(params0)), indices)[1]
+
+    rates = jax.device_put(jnp.asarray(lrs, jnp.float32), by_run)
+    bare_sweep = jax.jit(jax.vmap(bare))
+    weights = [jax.device_put(jnp.broadcast_to(w, (len(lrs), *w.shape)), by_run) for w in
+               [layer["w"] for layer in params0]]  # fmt: skip
+    first = x[:batch]
+
+    @jax.jit
+    def products(weights):
+        def body(ws, _):
+            h = jnp.broadcast_to(first, (len(ws[0]), *first.shape))
+            acts = [h]
+            for w in ws:
+                h = jnp.einsum("rbm,rmn->rbn", h, w)
+                acts.append(h)
+            grads, delta = [None] * len(ws), h
+            for layer in range(len(ws) - 1, -1, -1):
+                grads[layer] = jnp.einsum("rbm,rbn->rmn", acts[layer], delta)
+                if layer:
+                    delta = jnp.einsum("rbn,rmn->rbm", delta, ws[layer])
+            return [w - 1e-9 * g for w, g in zip(ws, grads)], None
+
+        return jax.lax.scan(body, weights, None, length=steps)[0]
+
+    d = len(devices)
+    rows = {
+        f"step alone in a scan, {d} devices": lambda: jax.block_until_ready(bare_sweep(rates)),
+        f"products alone, {d} devices": lambda: jax.block_until_ready(products(weights)),
+    }
+    if d % 2 == 0 and d > 2:
+        mesh2 = Mesh(np.array(devices).reshape(d // 2, 2), ("runs", "data"))
+        split = sharding.shard_batch((x, y), mesh2, "data", remainder="drop")  # 1,796 rows
+
+        def run(hp, key):
+            return train.fit(objective, params0, optimizers.momentum(hp["lr"], MU), split,
+                             key=key, steps=steps, batch_size=batch)  # fmt: skip
+
+        grid = sweep.grid(lr=lrs)
+        rows[f"mesh {d // 2} runs x 2 data"] = lambda: sweep.sweep(
+            run, grid, key=key, devices=mesh2, keep_params=False
+        )
+    return rows
 
 
 if __name__ == "__main__":
