@@ -34,7 +34,8 @@ devices with the runs sharded as the sweep shards them:
   run's minibatch is gathered and computed on two devices.
 
 Run from the repository root: ``python benchmarks/lr_sweep.py [--quick] [--torch]
-[--profile] [--devices N] [--json PATH]``.
+[--profile] [--devices N] [--json PATH]``; ``--table PATH`` prints the Speed page's table
+from a ``--json`` file.
 """
 
 from __future__ import annotations
@@ -64,7 +65,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--table", help="print the Speed page's table from this --json file")
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown(json.load(f)))
+        return
     sweep.use_cpu_devices(args.devices)
     report = run_benchmark(args)
     if args.json:
@@ -196,6 +202,20 @@ def run_benchmark(args) -> dict:
         "rounds": rounds,
         "all_seconds": times,
     }
+
+
+def markdown(report: dict) -> str:
+    """The Speed page's table (docs/speed.md) from a report: each implementation's median
+    seconds, against the floor and the loop, and the sweeps' compile seconds."""
+    loop = report["seconds"]["loop of fit"]
+    lines = ["| implementation | seconds | x floor | vs loop | compile |", "| --- " * 5 + "|"]
+    for name, t in report["seconds"].items():
+        comp = report["compile_seconds"].get(name)
+        lines.append(
+            f"| {name} | {t:.2f} | {t / report['floor_s']:.2f} | {loop / t:.2f}× | "
+            + (f"{comp:.2f} s |" if comp is not None else "|")
+        )
+    return "\n".join(lines)
 
 
 def profile_rows(objective, params0, data, lrs, steps, batch, devices) -> dict:

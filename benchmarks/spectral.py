@@ -20,7 +20,8 @@ reported apart, with the part of it JAX spent compiling (:func:`jaxnn.xla.compil
 no persistent compilation cache); the exact-vs-Lanczos rows are the best of ``--repeat``
 warm calls.
 Run from the repository root: ``python benchmarks/spectral.py [--quick] [--exact]
-[--scale [--host-devices N]] [--json PATH]``.
+[--scale [--host-devices N]] [--json PATH]``; ``--table PATH`` prints the Speed page's
+table from a ``--json`` file.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from train_loop import first_call, on_accelerator
 import jaxnn
 from jaxnn import hessian, losses, spectral, xla
 
+TORCH = "torch (PyHessian's way)"
 MODELS = {"7e5": (784, 512, 512, 10), "1e6": (784, 1024, 256, 10)}
 SCALE = {"1e6": (784, 1024, 256, 10), "1e7": (784, 3000, 3000, 10)}
 
@@ -252,6 +254,39 @@ def at_scale() -> dict:
     return out
 
 
+def markdown(report: dict) -> str:
+    """The Speed page's table (docs/speed.md) from a report: per model, milliseconds of one
+    HVP, 20 power iterations and 30 Lanczos steps in jaxnn, matfree and PyTorch (warm
+    medians), and the Lanczos goal (30 HVPs + twice the basis reads' time)."""
+
+    def ms(rows, impl, what):
+        t = rows.get(impl, {}).get(what)
+        return f"{t[1] * 1e3:,.1f}" if t else "n/a"
+
+    def faster(rows, what):
+        torch = rows.get(TORCH, {}).get(what)
+        return f" (**{torch[1] / rows['jaxnn'][what][1]:.2f}×**)" if torch else ""
+
+    lines = [
+        "| P | one HVP: jaxnn / PyTorch | 20 power iterations: jaxnn / PyTorch | "
+        "30 Lanczos steps: jaxnn / matfree / PyTorch | Lanczos against its goal |",
+        "| --- " * 5 + "|",
+    ]
+    for model in report["models"].values():
+        rows = model["rows"]
+        lanczos = rows["jaxnn"]["lanczos 30"][1]
+        lines.append(
+            f"| {model['params']:,} ({'-'.join(map(str, model['sizes']))}) | "
+            f"{ms(rows, 'jaxnn', 'hvp')} / {ms(rows, TORCH, 'hvp')} ms | "
+            f"{ms(rows, 'jaxnn', 'power 20')} / {ms(rows, TORCH, 'power 20')} ms"
+            f"{faster(rows, 'power 20')} | {ms(rows, 'jaxnn', 'lanczos 30')} / "
+            f"{ms(rows, 'jaxnn', 'matfree lanczos 30')} / {ms(rows, TORCH, 'lanczos 30')} ms"
+            f"{faster(rows, 'lanczos 30')} | {lanczos * 1e3:,.0f} / "
+            f"{model['lanczos_goal_s'] * 1e3:,.0f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the 7·10⁵ model only")
@@ -263,7 +298,12 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json")
+    parser.add_argument("--table", help="print the Speed page's table from this --json file")
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown(json.load(f)))
+        return
     if args.host_devices > 1:  # before JAX creates its CPU backend
         flag = f"--xla_force_host_platform_device_count={args.host_devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
@@ -285,11 +325,11 @@ def main() -> None:
         fns = {("jaxnn", what): fn for what, fn in bench_jax(sizes).items()}
         torch_fns = bench_torch(sizes)
         if torch_fns is not None:
-            fns.update({("torch (PyHessian's way)", what): fn for what, fn in torch_fns.items()})
+            fns.update({(TORCH, what): fn for what, fn in torch_fns.items()})
         rows = {}
         for (impl, what), timing in interleaved(fns, args.repeat).items():
             rows.setdefault(impl, {})[what] = timing
-        torch_rows = rows.get("torch (PyHessian's way)")
+        torch_rows = rows.get(TORCH)
         for impl, result in rows.items():
             for what, (first, t, compiling) in result.items():
                 print(
