@@ -112,7 +112,17 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def finite(name: str, value: Any) -> Any:
-    """Raises ValueError if a concrete ``value`` holds NaN or infinity."""
+    """Raises ValueError if a concrete ``value`` holds NaN or infinity.
+
+    A JAX array that lives off the host (on a GPU or TPU) or is split over several devices
+    is tested where it lives, and only one bool comes back: a dataset is not copied to the
+    host on every ``fit`` call. The host reads it only to describe a failure.
+    """
+    on_device = isinstance(value, jax.Array) and not is_traced(value) and _off_host(value)
+    if on_device and (
+        not jnp.issubdtype(value.dtype, jnp.inexact) or bool(jnp.isfinite(value).all())
+    ):
+        return value
     arr = concrete(value)
     if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))
@@ -121,6 +131,13 @@ def finite(name: str, value: Any) -> Any:
             f"NaN or infinite (first at index {tuple(int(i) for i in bad[0])})"
         )
     return value
+
+
+def _off_host(array: jax.Array) -> bool:
+    """Whether reading ``array`` on the host would copy it from a device or gather it from
+    several."""
+    devices = array.sharding.device_set
+    return len(devices) > 1 or next(iter(devices)).platform != "cpu"
 
 
 def prng_key(name: str, value: Any) -> Any:

@@ -156,6 +156,49 @@ def test_nan_data_to_normalisation():
         normalization.standardize(np.ones((5, 2)), stats)
 
 
+def test_data_off_the_host_is_checked_where_it_lives(monkeypatch):
+    """Arrays on an accelerator, or split over devices, are tested on the device: the host
+    reads them only to describe a failure, with the same message as for host data."""
+    from jaxnn import _checks, train
+
+    monkeypatch.setattr(_checks, "_off_host", lambda array: True)  # as on a GPU
+    reads = []  # the data arrays (the only 2-D values here) read on the host
+    concrete = _checks.concrete
+
+    def spy(v):
+        if np.ndim(v) == 2:
+            reads.append(v)
+        return concrete(v)
+
+    monkeypatch.setattr(_checks, "concrete", spy)
+    x = jnp.ones((6, 2))
+    loss = lambda p, batch: jnp.mean((batch[0] @ p - batch[1]) ** 2)
+    train.fit(
+        loss,
+        jnp.zeros(2),
+        jaxnn.optimizers.sgd(0.1),
+        (x, jnp.ones(6)),
+        key=jax.random.key(0),
+        steps=2,
+    )
+    assert not reads  # finite data never came to the host
+    bad = x.at[4, 1].set(jnp.inf)
+    with pytest.raises(
+        ValueError,
+        match=r"data \(array 0\) must be finite, but 1 of its 12 entries are NaN or infinite "
+        r"\(first at index \(4, 1\)\)",
+    ):
+        train.fit(
+            loss,
+            jnp.zeros(2),
+            jaxnn.optimizers.sgd(0.1),
+            (bad, jnp.ones(6)),
+            key=jax.random.key(0),
+            steps=2,
+        )
+    assert len(reads) == 1
+
+
 def test_penalty_and_split_arguments(params):
     with pytest.raises(ValueError, match=r"lam must satisfy 0.0 <= lam, got -0.1"):
         losses.l2_penalty(params, -0.1, 10)
