@@ -118,11 +118,12 @@ def finite(name: str, value: Any) -> Any:
     is tested where it lives, and only one bool comes back: a dataset is not copied to the
     host on every ``fit`` call. The host reads it only to describe a failure.
     """
-    on_device = isinstance(value, jax.Array) and not is_traced(value) and _off_host(value)
-    if on_device and (
-        not jnp.issubdtype(value.dtype, jnp.inexact) or bool(jnp.isfinite(value).all())
-    ):
-        return value
+    if isinstance(value, jax.Array) and not is_traced(value) and _off_host(value):
+        if not jnp.issubdtype(value.dtype, jnp.inexact):
+            return value
+        with jax.ensure_compile_time_eval():  # also when called while tracing (fit in jit)
+            if bool(jnp.isfinite(value).all()):
+                return value
     arr = concrete(value)
     if arr is not None and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))

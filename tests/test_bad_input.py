@@ -171,31 +171,21 @@ def test_data_off_the_host_is_checked_where_it_lives(monkeypatch):
         return concrete(v)
 
     monkeypatch.setattr(_checks, "concrete", spy)
-    x = jnp.ones((6, 2))
     loss = lambda p, batch: jnp.mean((batch[0] @ p - batch[1]) ** 2)
-    train.fit(
-        loss,
-        jnp.zeros(2),
-        jaxnn.optimizers.sgd(0.1),
-        (x, jnp.ones(6)),
-        key=jax.random.key(0),
+    fit = lambda x: train.fit(
+        loss, jnp.zeros(2), jaxnn.optimizers.sgd(0.1), (x, jnp.ones(6)), key=jax.random.key(0),
         steps=2,
-    )
+    )  # fmt: skip
+    x = jnp.ones((6, 2))
+    fit(x)
+    jax.jit(lambda: fit(x).params)()  # the closed-over data checked while tracing, too
     assert not reads  # finite data never came to the host
-    bad = x.at[4, 1].set(jnp.inf)
     with pytest.raises(
         ValueError,
         match=r"data \(array 0\) must be finite, but 1 of its 12 entries are NaN or infinite "
         r"\(first at index \(4, 1\)\)",
     ):
-        train.fit(
-            loss,
-            jnp.zeros(2),
-            jaxnn.optimizers.sgd(0.1),
-            (bad, jnp.ones(6)),
-            key=jax.random.key(0),
-            steps=2,
-        )
+        fit(jnp.ones((6, 2)).at[4, 1].set(jnp.inf))
     assert len(reads) == 1
 
 
