@@ -97,17 +97,16 @@ def run_benchmark(args) -> dict:
     grid = sweep.grid(lr=lrs)
     key = jax.random.key(2)
 
-    def run(hp, key):
-        return train.fit(
-            objective,
-            params0,
-            optimizers.momentum(hp["lr"], MU),
-            data,
-            key=key,
-            steps=steps,
-            batch_size=batch,
-        )
+    def fit_on(data):
+        """``run(hparams, key)``: a ``fit`` of ``steps`` steps at the rate ``hparams["lr"]``."""
 
+        def run(hp, key):
+            return train.fit(objective, params0, optimizers.momentum(hp["lr"], MU), data,
+                             key=key, steps=steps, batch_size=batch)  # fmt: skip
+
+        return run
+
+    run = fit_on(data)
     one = jax.jit(run)
     rate = gemm_rate()
     params = sum(m * n + n for m, n in itertools.pairwise(sizes))
@@ -143,7 +142,7 @@ def run_benchmark(args) -> dict:
         name = f"sweep, {d} device{'s' if d > 1 else ''}"
         impls[name] = sweeper(name, devices[:d])
     if args.profile:
-        impls.update(profile_rows(objective, params0, data, lrs, steps, batch, devices))
+        impls.update(profile_rows(objective, params0, data, lrs, steps, batch, devices, fit_on))
     if args.torch:
         try:
             torch_runs = [bench_torch(x, y, sizes, batch, lr=float(lr)) for lr in lrs]
@@ -218,31 +217,25 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def profile_rows(objective, params0, data, lrs, steps, batch, devices) -> dict:
-    """The ``--profile`` rows (module doc): name -> a function that runs and blocks."""
+def profile_rows(objective, params0, data, lrs, steps, batch, devices, fit_on) -> dict:
+    """The ``--profile`` rows (module doc): name -> a function that runs and blocks.
+    ``fit_on(data)`` is the sweep's ``run`` on other data."""
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
-    from train_loop import MU, permutations
+    from train_loop import MU, permutations, step_scan
 
-    from jaxnn import optimizers, sharding, train
+    from jaxnn import optimizers, sharding
 
-    x, y = data
+    x = data[0]
     mesh = Mesh(np.array(devices), ("runs",))
     by_run = NamedSharding(mesh, P("runs"))
     indices = jnp.asarray(np.stack(permutations(len(x), batch, steps)))
     key = jax.random.key(2)
 
     def bare(lr):
-        optimizer = optimizers.momentum(lr, MU)
-        step = train.make_step(objective, optimizer)
-
-        def body(carry, idx):
-            params, state, opt_state, info = step(*carry, (x[idx], y[idx]), key)
-            return (params, state, opt_state), info.loss
-
-        return jax.lax.scan(body, (params0, {}, optimizer.init(params0)), indices)[1]
+        return step_scan(objective, optimizers.momentum(lr, MU), params0, data, indices, key)
 
     rates = jax.device_put(jnp.asarray(lrs, jnp.float32), by_run)
     bare_sweep = jax.jit(jax.vmap(bare))
@@ -274,13 +267,8 @@ def profile_rows(objective, params0, data, lrs, steps, batch, devices) -> dict:
     }
     if d % 2 == 0 and d > 2:
         mesh2 = Mesh(np.array(devices).reshape(d // 2, 2), ("runs", "data"))
-        split = sharding.shard_batch((x, y), mesh2, "data", remainder="drop")  # 1,796 rows
-
-        def run(hp, key):
-            return train.fit(objective, params0, optimizers.momentum(hp["lr"], MU), split,
-                             key=key, steps=steps, batch_size=batch)  # fmt: skip
-
-        grid = sweep.grid(lr=lrs)
+        split = sharding.shard_batch(data, mesh2, "data", remainder="drop")  # 1,796 rows
+        run, grid = fit_on(split), sweep.grid(lr=lrs)  # one run function: compiled once
         rows[f"mesh {d // 2} runs x 2 data"] = lambda: sweep.sweep(
             run, grid, key=key, devices=mesh2, keep_params=False
         )

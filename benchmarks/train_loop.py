@@ -160,20 +160,27 @@ def bench_jit_loop(x, y, sizes, batch):
     return run
 
 
+def step_scan(objective, optimizer, params, data, indices, key):
+    """The training step alone in a ``lax.scan`` over rows of minibatch ``indices`` (steps,
+    batch), from ``params`` and a fresh optimiser state: the final params. Traceable, so it
+    can be jitted or vmapped (over the optimiser's numbers)."""
+    step = train.make_step(objective, optimizer)
+    xs, ys = data
+
+    def body(carry, idx):
+        params, state, opt_state, _ = step(*carry, (xs[idx], ys[idx]), key)
+        return (params, state, opt_state), None
+
+    return jax.lax.scan(body, (params, {}, optimizer.init(params)), indices)[0][0]
+
+
 def bench_step_scan(x, y, sizes, batch):
     objective, optimizer = jax_setup()
-    step = train.make_step(objective, optimizer)
     params0 = jaxnn.init_mlp(jax.random.key(1), sizes, init="he")
-    key, xs, ys = jax.random.key(2), jnp.asarray(x), jnp.asarray(y)
-
-    @jax.jit
-    def scan(params, indices):
-        def body(carry, idx):
-            params, state, opt_state = carry
-            params, state, opt_state, _ = step(params, state, opt_state, (xs[idx], ys[idx]), key)
-            return (params, state, opt_state), None
-
-        return jax.lax.scan(body, (params, {}, optimizer.init(params)), indices)[0][0]
+    data, key = (jnp.asarray(x), jnp.asarray(y)), jax.random.key(2)
+    scan = jax.jit(
+        lambda params, indices: step_scan(objective, optimizer, params, data, indices, key)
+    )
 
     def run(steps):
         indices = jnp.asarray(np.stack(permutations(len(x), batch, steps)))
