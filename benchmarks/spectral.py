@@ -146,8 +146,9 @@ def bench_torch(sizes) -> dict | None:
     _, _, (x, y) = problem(sizes)
     net = torch_mlp(sizes, seed=0)
     params = list(net.parameters())
-    xt = torch.from_numpy(np.array(x)).to(torch_device())
-    yt = torch.from_numpy(y.astype(np.int64)).to(torch_device())
+    device = torch_device()
+    xt = torch.from_numpy(np.array(x)).to(device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
     loss = torch.nn.functional.cross_entropy(net(xt), yt)
     grads = torch.autograd.grad(loss, params, create_graph=True)
 
